@@ -1,0 +1,37 @@
+# Two commands on a fresh machine (see README): `make book` and `make test`. Each sets up .venv first.
+PROFILE ?= quick
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup book test unit nbval notebooks clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools<81" wheel
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Execute the notebook grid of $(PROFILE) with papermill and build the HTML book into _build/html.
+book: $(STAMP)
+	$(BIN)/lesionlib grid --profile $(PROFILE)
+
+## All tests: unit tests, then nbval over the book's notebooks (smoke outputs).
+test: $(STAMP)
+	$(BIN)/python -m pytest tests book/*.ipynb --nbval-lax -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -p no:cacheprovider
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest book/*.ipynb --nbval-lax -p no:cacheprovider
+
+## Re-execute book/*.ipynb in place with their smoke defaults (the outputs nbval compares).
+notebooks: $(STAMP)
+	$(BIN)/lesionlib notebooks
+
+clean:
+	rm -rf _build

@@ -1,0 +1,9 @@
+"""Lesion data: one in-memory format (`LesionSet`) for every source, and a registry of sources."""
+from __future__ import annotations
+
+from .lesions import LesionSet
+from .registry import SOURCES, build_lesions, register_source
+from .splits import draw_test, nested_sample, patient_split
+
+__all__ = ["LesionSet", "SOURCES", "build_lesions", "register_source", "draw_test", "nested_sample",
+           "patient_split"]

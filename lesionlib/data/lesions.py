@@ -1,0 +1,70 @@
+"""`LesionSet`: prepared lesion crops with their labels, patients and ids."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class LesionSet:
+    """Prepared lesions of one organ: crops in [0, 1], masks, labels (1 = malignant), patients, ids."""
+
+    images: np.ndarray  # (N, H, W) float32
+    masks: np.ndarray  # (N, H, W) bool
+    labels: np.ndarray  # (N,) int64
+    patients: np.ndarray  # (N,) str
+    ids: np.ndarray  # (N,) str
+    organ: str
+    source: str
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.images)
+        for name in ("masks", "labels", "patients", "ids"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"LesionSet: {name} has {len(getattr(self, name))} entries but images has {n}")
+        if self.images.ndim != 3:
+            raise ValueError(f"LesionSet: images must be (N, H, W), got shape {self.images.shape}")
+        if n and (self.labels.min() < 0):
+            raise ValueError("LesionSet: labels must be non-negative class indices (lesions: 0 benign, 1 malignant)")
+
+    def __len__(self):
+        return len(self.images)
+
+    def subset(self, idx) -> "LesionSet":
+        """The lesions at positions `idx`, same organ and source."""
+        idx = np.asarray(idx, dtype=int)
+        return LesionSet(self.images[idx], self.masks[idx], self.labels[idx], self.patients[idx], self.ids[idx],
+                         self.organ, self.source, dict(self.meta))
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (2 for lesions; more for a generic pretraining set)."""
+        return max(2, int(self.labels.max()) + 1) if len(self) else 2
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def counts(self) -> dict:
+        """Number of lesions, patients and lesions per class."""
+        return {"lesions": len(self), "patients": int(len(np.unique(self.patients))),
+                "benign": int((self.labels == 0).sum()), "malignant": int((self.labels == 1).sum())}
+
+    def save(self, path) -> None:
+        """Write to one compressed ``.npz`` atomically (temp file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, images=self.images, masks=self.masks, labels=self.labels,
+                            patients=self.patients.astype(str), ids=self.ids.astype(str),
+                            organ=self.organ, source=self.source)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path) -> "LesionSet":
+        """Read a set written by `save`."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["images"], z["masks"], z["labels"], z["patients"], z["ids"], str(z["organ"]), str(z["source"]))

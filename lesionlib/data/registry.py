@@ -1,0 +1,84 @@
+"""Registry of lesion sources: a new organ or data set is one `register_source` call plus its reader."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .lesions import LesionSet
+from .prep import extract_lesion
+
+# Intensity windows applied before cropping; None = per-slice percentiles (MRI has no absolute units).
+CT_LESION_WINDOW = (-1000.0, 400.0)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A lesion source: its name, the organs it provides, and a builder returning a `LesionSet`."""
+
+    name: str
+    organs: tuple
+    build: Callable[..., LesionSet]
+    description: str = ""
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register_source(source: Source) -> Source:
+    """Add `source` to the registry (the one step needed to plug in a new organ or data set)."""
+    SOURCES[source.name] = source
+    return source
+
+
+def build_lesions(source: str, organ: str, **params) -> LesionSet:
+    """Prepared lesions of `organ` from `source`, with the source's own parameters."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown data source {source!r}; allowed: {', '.join(sorted(SOURCES))}")
+    src = SOURCES[source]
+    if organ not in src.organs:
+        raise ValueError(f"data source {source!r} has no organ {organ!r}; allowed: {', '.join(src.organs)}")
+    return src.build(organ=organ, **params)
+
+
+def phantom_lesions(organ: str, n: int, seed: int = 0, image_size: int = 64, margin: float = 0.25,
+                    slice_size: int = 128, overlap: float = 0.6, malignant_fraction: float = 0.5) -> LesionSet:
+    """`n` phantom slices of `organ`, each prepared into a lesion crop."""
+    from .phantom import phantom_slices
+
+    window = CT_LESION_WINDOW if organ == "lung" else None
+    imgs, masks, labels = [], [], []
+    for s in phantom_slices(organ, n, seed=seed, size=slice_size, overlap=overlap,
+                            malignant_fraction=malignant_fraction):
+        img, msk = extract_lesion(s.image, s.mask, image_size, margin, window)
+        imgs.append(img)
+        masks.append(msk)
+        labels.append(s.label)
+    ids = np.array([f"phantom-{organ}-{seed}-{i:05d}" for i in range(n)])
+    # One slice per synthetic patient: the patient id is the lesion id.
+    return LesionSet(np.stack(imgs), np.stack(masks), np.asarray(labels, dtype=np.int64), ids.copy(), ids,
+                     organ, "phantom", {"seed": seed, "overlap": overlap})
+
+
+register_source(Source("phantom", ("brain", "lung"), phantom_lesions,
+                       "offline generator with shared malignant cues (lesionlib.data.phantom)"))
+
+
+def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, **_ignored) -> LesionSet:
+    """Lesions already prepared on disk as `<data_dir>/<organ>.npz` (written by `LesionSet.save`)."""
+    from pathlib import Path
+
+    path = Path(data_dir).expanduser() / f"{organ}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"no prepared {organ} lesions at {path}; prepare the real data set into "
+                                f"{path.parent} first (see the book's Materials chapter), or use data_source: phantom")
+    ds = LesionSet.load(path)
+    if image_size is not None and ds.image_size != image_size:
+        raise ValueError(f"{path} holds {ds.image_size}x{ds.image_size} crops but the profile asks for "
+                         f"image_size {image_size}; prepare the set again at that size")
+    return ds
+
+
+register_source(Source("prepared", ("brain", "lung"), prepared_lesions,
+                       "lesion crops prepared from the real data sets, one .npz per organ"))

@@ -1,0 +1,247 @@
+"""DenseNet-201 learners that implement the paper's Section 2: `learn`, `transfer` and `predict`.
+
+A model m = (π, θ) is a `Model`: the structure π is fastai's `vision_learner` around torchvision's
+DenseNet-201 (a body and a fresh head with `n_out` outputs) and θ is its state dict.
+
+* ``learn(d)``       -- Learn(d): train from random weights on d.
+* ``transfer(d, m)`` -- Transfer(d | m): start from m's weights and fine-tune every layer on d.
+* ``predict(x, m)``  -- Predict(x | m): the malignancy probability of each lesion in x.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+
+import numpy as np
+import torch
+
+from . import _quiet  # noqa: F401  (before fastai)
+from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
+from fastai.optimizer import Adam
+from fastai.torch_core import TensorImage, set_seed
+from fastai.vision.augment import AffineCoordTfm, affine_mat, flip_mat, rotate_mat
+from fastai.vision.core import imagenet_stats
+from fastai.vision.learner import vision_learner
+from fasttransform import Pipeline, Transform
+from fastai.data.transforms import Normalize
+from torchvision.models import densenet201
+
+from .data.lesions import LesionSet
+from .data.splits import patient_split
+
+ARCH = "densenet201"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How Learn and Transfer fit a model (the paper: Adam, lr 1e-4, batch 64, early stopping)."""
+
+    epochs: int = 10  # upper bound; early stopping usually ends sooner
+    patience: int = 3  # epochs without a lower validation loss before stopping
+    lr: float = 1e-4
+    batch_size: int = 64
+    valid_frac: float = 0.2  # share of each training set held out (by patient) for early stopping
+    transfer_head: bool = True  # Transfer keeps the source head when it has the same outputs
+    max_rotate: float = 20.0  # degrees
+    max_shift: float = 0.1  # fraction of the image side
+    flip: bool = True  # random horizontal and vertical flips
+    device: str = "auto"
+
+    def as_spec(self) -> dict:
+        """The fields that change a trained model (device does not)."""
+        d = asdict(self)
+        d.pop("device")
+        return d
+
+
+@dataclass
+class Model:
+    """The paper's m = (π, θ): DenseNet-201 with `n_out` outputs, and its weights."""
+
+    state_dict: dict
+    n_out: int = 1
+    arch: str = ARCH
+    history: list = field(default_factory=list)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class GrayToRGB(Transform):
+    """Repeat a one-channel lesion crop over the three channels DenseNet-201 expects."""
+
+    order = 90  # after augmentation (cheaper on one channel), before Normalize (order 99)
+
+    def encodes(self, x: TensorImage):
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def vflip_mat(x, p=0.5):
+    """A random vertical flip matrix (fastai's `flip_mat` only flips horizontally)."""
+    mask = 1 - 2 * (torch.rand(x.size(0), device=x.device) < p).float()
+    one, zero = torch.ones_like(mask), torch.zeros_like(mask)
+    return affine_mat(one, zero, zero, zero, mask, zero)
+
+
+def shift_mat(x, max_shift=0.1):
+    """A random translation of up to `max_shift` of the image side in each direction."""
+    t = (torch.rand(x.size(0), 2, device=x.device) * 2 - 1) * 2 * max_shift  # grid coords span 2
+    one, zero = torch.ones(x.size(0), device=x.device), torch.zeros(x.size(0), device=x.device)
+    return affine_mat(one, zero, t[:, 0], zero, one, t[:, 1])
+
+
+def augmentations(cfg: TrainConfig) -> list:
+    """Flips, shifts and rotations on the batch, like Keras' ImageDataGenerator in the paper."""
+    fs = []
+    if cfg.flip:
+        fs += [partial(flip_mat, p=0.5), vflip_mat]
+    if cfg.max_rotate:
+        fs.append(partial(rotate_mat, max_deg=cfg.max_rotate, p=1.0))
+    if cfg.max_shift:
+        fs.append(partial(shift_mat, max_shift=cfg.max_shift))
+    return [AffineCoordTfm(aff_fs=fs, pad_mode="border")] if fs else []
+
+
+def _items(images, labels, n_out):
+    """Dataset items: (one-channel TensorImage, target) pairs held in memory."""
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+    y = torch.as_tensor(labels, dtype=torch.float32 if n_out == 1 else torch.long)
+    return [(TensorImage(x[i]), y[i]) for i in range(len(x))]
+
+
+def _after_batch(train: bool, cfg: TrainConfig):
+    norm = Normalize.from_stats(*imagenet_stats, cuda=False)
+    return Pipeline((augmentations(cfg) if train else []) + [GrayToRGB(), norm])
+
+
+def dataloaders(train: LesionSet, valid: LesionSet, cfg: TrainConfig, n_out: int = 1) -> DataLoaders:
+    """Shuffled, augmented training batches and plain validation batches, on the chosen device."""
+    device = resolve_device(cfg.device)
+    dl_train = DataLoader(_items(train.images, train.labels, n_out), bs=cfg.batch_size, shuffle=True,
+                          drop_last=len(train) > cfg.batch_size, after_batch=_after_batch(True, cfg), device=device,
+                          num_workers=0)  # in-memory tensors: worker processes only fight over the cores
+    dl_valid = DataLoader(_items(valid.images, valid.labels, n_out), bs=cfg.batch_size, shuffle=False,
+                          after_batch=_after_batch(False, cfg), device=device, num_workers=0)
+    return DataLoaders(dl_train, dl_valid, device=device)
+
+
+def keras_adam(params, lr=1e-4):
+    """Adam with Keras' defaults (beta1 0.9, beta2 0.999, eps 1e-7, no weight decay), as the paper used."""
+    return Adam(params, lr=lr, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.0, decouple_wd=True)
+
+
+def make_learner(dls: DataLoaders, n_out: int = 1):
+    """fastai `vision_learner` over torchvision's DenseNet-201, random weights, every layer trainable."""
+    loss = BCEWithLogitsLossFlat() if n_out == 1 else CrossEntropyLossFlat()
+    learner = vision_learner(dls, densenet201, n_out=n_out, pretrained=False, loss_func=loss,
+                             opt_func=keras_adam)
+    learner.unfreeze()
+    return learner
+
+
+def load_weights(learner, init: Model, transfer_head: bool = True) -> None:
+    """Copy `init`'s body into the learner; its head too when the outputs match and `transfer_head`."""
+    sd = init.state_dict
+    body = {k[2:]: v for k, v in sd.items() if k.startswith("0.")}
+    learner.model[0].load_state_dict(body)
+    head = {k[2:]: v for k, v in sd.items() if k.startswith("1.")}
+    if transfer_head and head and init.n_out == learner.dls.train.n_out:
+        learner.model[1].load_state_dict(head)
+
+
+def _state_dict_cpu(model) -> dict:
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+
+
+class KeepBestWeights(TrackerCallback):
+    """Remember the weights of the epoch with the lowest validation loss; restore them after fit."""
+
+    order = TrackerCallback.order + 1
+
+    def __init__(self, monitor="valid_loss"):
+        super().__init__(monitor=monitor)
+        self.best_state = None
+
+    def after_epoch(self):
+        super().after_epoch()
+        if self.new_best:
+            self.best_state = _state_dict_cpu(self.model)  # in memory: nothing written to disk
+
+    def after_fit(self):
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+
+def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int) -> Model:
+    """Split `d` into train/valid by patient, fit from `init` (None: random weights), keep the best epoch."""
+    set_seed(seed, reproducible=True)
+    n_out = 1 if d.n_classes == 2 else d.n_classes
+    train_idx, valid_idx = patient_split(d, np.arange(len(d)), cfg.valid_frac, seed)
+    train, valid = d.subset(train_idx), d.subset(valid_idx)
+    if n_out == 1 and len(np.unique(train.labels)) < 2:
+        raise ValueError(f"the training split of {len(train)} {d.organ} lesions holds one class only; "
+                         "use a larger training size")
+    dls = dataloaders(train, valid, cfg, n_out)
+    dls.train.n_out = n_out
+    t0 = time.perf_counter()
+    learner = make_learner(dls, n_out)
+    if init is not None:
+        load_weights(learner, init, cfg.transfer_head)
+    with learner.no_bar(), learner.no_logging():
+        start_loss = float(learner.validate()[0])  # loss before any update (Fig 5 starts here)
+        learner.fit(cfg.epochs, lr=cfg.lr, cbs=[EarlyStoppingCallback(monitor="valid_loss", patience=cfg.patience),
+                                               KeepBestWeights(monitor="valid_loss")])
+    values = learner.recorder.values
+    history = [{"epoch": 0, "train_loss": None, "valid_loss": start_loss}] + [
+        {"epoch": i + 1, "train_loss": float(v[0]), "valid_loss": float(v[1])} for i, v in enumerate(values)]
+    state = _state_dict_cpu(learner.model)
+    seconds = time.perf_counter() - t0
+    epochs_run = len(values)
+    best = min(history[1:], key=lambda h: h["valid_loss"]) if epochs_run else history[0]
+    m = Model(state, n_out=n_out, history=history)
+    m.fit_info = {"seconds": seconds, "epochs_run": epochs_run, "best_epoch": best["epoch"],
+                  "n_train": len(train), "n_valid": len(valid),
+                  "images_per_s": (epochs_run * len(train)) / seconds if seconds else math.nan,
+                  "device": str(resolve_device(cfg.device))}
+    return m
+
+
+def learn(d: LesionSet, cfg: TrainConfig = TrainConfig(), seed: int = 0) -> Model:
+    """Learn(d): a DenseNet-201 trained on `d` from random weights."""
+    return _fit(d, None, cfg, seed)
+
+
+def transfer(d: LesionSet, m: Model, cfg: TrainConfig = TrainConfig(), seed: int = 0) -> Model:
+    """Transfer(d | m): `m`'s weights fine-tuned on `d` (all layers; head kept when it fits)."""
+    return _fit(d, m, cfg, seed)
+
+
+@torch.no_grad()
+def predict(x, m: Model, cfg: TrainConfig = TrainConfig()) -> np.ndarray:
+    """Predict(x | m): malignancy probabilities (n_out = 1) or class probabilities, one row per lesion."""
+    images = x.images if isinstance(x, LesionSet) else np.asarray(x)
+    if images.ndim == 2:
+        images = images[None]
+    device = resolve_device(cfg.device)
+    dl = DataLoader(_items(images, np.zeros(len(images)), m.n_out), bs=cfg.batch_size, shuffle=False,
+                    after_batch=_after_batch(False, cfg), device=device, num_workers=0)
+    dls = DataLoaders(dl, dl, device=device)
+    dls.train.n_out = m.n_out
+    learner = make_learner(dls, m.n_out)
+    learner.model.load_state_dict(m.state_dict)
+    learner.model.eval()
+    with learner.no_bar(), learner.no_logging():
+        logits, _ = learner.get_preds(dl=dl)
+    logits = logits.float()
+    if m.n_out == 1:
+        return torch.sigmoid(logits.view(-1)).numpy()
+    return torch.softmax(logits, dim=1).numpy()

@@ -1,0 +1,191 @@
+"""Profiles: every size and setting of a run of the book lives in `params/<name>.yaml`.
+
+The same keys are the variables of each notebook's `parameters` cell, so
+``papermill book/fig1.ipynb out.ipynb -f params/quick.yaml`` runs a page on a profile.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from .learner import TrainConfig
+
+ORGANS = ("brain", "lung")
+DIRECTIONS = {"brain_to_lung": ("brain", "lung"), "lung_to_brain": ("lung", "brain")}
+SIZE_NAMES = ("High", "Medium", "Low", "VLow")
+
+
+class ProfileError(ValueError):
+    """A profile parameter that is missing, unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One validated profile (see params/*.yaml for the meaning of each key)."""
+
+    profile: str
+    data_source: str
+    data_dir: str | None
+    image_size: int
+    crop_margin: float
+    test_size: int
+    test_seed: int
+    target_sizes: dict
+    source_sizes: dict
+    seeds: list
+    epochs: int
+    patience: int
+    lr: float
+    batch_size: int
+    valid_frac: float
+    transfer_head: bool
+    max_rotate: float
+    max_shift: float
+    flip: bool
+    generic: str
+    generic_size: int
+    generic_epochs: int
+    phantom_pool: dict
+    phantom_overlap: float
+    phantom_malignant_fraction: dict
+    phantom_slice_size: int
+    cache_dir: str | None
+    device: str
+
+    @classmethod
+    def keys(cls) -> tuple:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> "Profile":
+        """Validate `values` (all keys required, none unknown) into a Profile."""
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            raise ProfileError(f"unknown profile parameter(s) {unknown}; allowed: {', '.join(cls.keys())}")
+        missing = [k for k in cls.keys() if k not in values]
+        if missing:
+            raise ProfileError(f"profile is missing parameter(s) {missing}")
+        p = cls(**{k: values[k] for k in cls.keys()})
+        p.validate()
+        return p
+
+    @classmethod
+    def from_namespace(cls, ns: dict) -> "Profile":
+        """The Profile made of the profile keys found in a notebook's globals (its parameters)."""
+        return cls.from_mapping({k: ns[k] for k in cls.keys() if k in ns})
+
+    def validate(self) -> None:
+        """Check every parameter; raise one ProfileError naming the parameter and what is allowed."""
+        from .data.registry import SOURCES
+        from .generic import GENERIC_NAMES
+
+        def need(cond, key, msg):
+            if not cond:
+                raise ProfileError(f"profile {self.profile!r}: parameter {key!r} {msg}")
+
+        need(self.data_source in SOURCES, "data_source", f"must be one of {sorted(SOURCES)}, got {self.data_source!r}")
+        need(isinstance(self.image_size, int) and 16 <= self.image_size <= 1024, "image_size",
+             f"must be an integer in [16, 1024], got {self.image_size!r}")
+        need(0 <= self.crop_margin <= 2, "crop_margin", f"must lie in [0, 2], got {self.crop_margin!r}")
+        need(isinstance(self.test_size, int) and self.test_size > 0, "test_size", "must be a positive integer")
+        need(isinstance(self.target_sizes, dict) and self.target_sizes, "target_sizes",
+             f"must map size names {SIZE_NAMES} to integers")
+        for name, sizes in [("target_sizes", self.target_sizes)] + [
+                (f"source_sizes.{o}", self.source_sizes.get(o)) for o in ORGANS]:
+            need(isinstance(sizes, dict) and sizes, name, f"must map size names {SIZE_NAMES} to integers")
+            need(set(sizes) <= set(SIZE_NAMES), name, f"has unknown size names {sorted(set(sizes) - set(SIZE_NAMES))}; "
+                 f"allowed: {SIZE_NAMES}")
+            need("High" in sizes, name, "must include 'High' (the fixed size of Fig 1 and Fig 2)")
+            vals = [sizes[k] for k in SIZE_NAMES if k in sizes]
+            need(all(isinstance(v, int) and v > 0 for v in vals), name, f"must hold positive integers, got {vals}")
+            need(vals == sorted(vals, reverse=True), name, f"must decrease from High to VLow, got {vals}")
+        need(isinstance(self.seeds, list) and self.seeds and all(isinstance(s, int) for s in self.seeds), "seeds",
+             f"must be a non-empty list of integers, got {self.seeds!r}")
+        need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "must be an integer >= 1")
+        need(isinstance(self.patience, int) and self.patience >= 1, "patience", "must be an integer >= 1")
+        need(0 < self.lr < 1, "lr", f"must lie in (0, 1), got {self.lr!r}")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 2, "batch_size", "must be an integer >= 2")
+        need(0 < self.valid_frac < 1, "valid_frac", f"must lie in (0, 1), got {self.valid_frac!r}")
+        need(self.generic in GENERIC_NAMES or Path(str(self.generic)).suffix in (".pt", ".pth"), "generic",
+             f"must be one of {GENERIC_NAMES} or the path of a .pt/.pth DenseNet-201 state dict, got {self.generic!r}")
+        if self.generic == "natural-crops":
+            need(isinstance(self.generic_size, int) and self.generic_size >= 30, "generic_size",
+                 "must be an integer >= 30 for natural-crops")
+            need(isinstance(self.generic_epochs, int) and self.generic_epochs >= 1, "generic_epochs",
+                 "must be an integer >= 1 for natural-crops")
+        need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
+             f"must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {self.device!r}")
+        if self.data_source == "phantom":
+            for o in ORGANS:
+                pool = self.phantom_pool.get(o) if isinstance(self.phantom_pool, dict) else None
+                need(isinstance(pool, int), "phantom_pool", f"must give an integer pool size for {o}")
+                largest = max(list(self.source_sizes[o].values()) + list(self.target_sizes.values()))
+                need(pool - self.test_size >= largest, "phantom_pool",
+                     f"for {o} ({pool}) leaves {pool - self.test_size} lesions after the test set of {self.test_size}, "
+                     f"fewer than the largest training size {largest}")
+            need(0 <= self.phantom_overlap <= 2, "phantom_overlap", "must lie in [0, 2]")
+        else:
+            need(self.data_dir is not None, "data_dir", f"is required for data_source {self.data_source!r}")
+
+    # --- derived views --------------------------------------------------------------------
+
+    def train_config(self) -> TrainConfig:
+        """The settings of Learn and Transfer for lesion models."""
+        return TrainConfig(epochs=self.epochs, patience=self.patience, lr=self.lr, batch_size=self.batch_size,
+                           valid_frac=self.valid_frac, transfer_head=self.transfer_head, max_rotate=self.max_rotate,
+                           max_shift=self.max_shift, flip=self.flip, device=self.device)
+
+    def source_size(self, organ: str, name: str = "High") -> int:
+        return int(self.source_sizes[organ][name])
+
+    def cache_root(self) -> Path:
+        """Run cache: `cache_dir`, else $LESIONLIB_CACHE, else `.cache/lesionlib` in the project."""
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        if os.environ.get("LESIONLIB_CACHE"):
+            return Path(os.environ["LESIONLIB_CACHE"]).expanduser()
+        return project_root() / ".cache" / "lesionlib"
+
+
+def project_root(start=None) -> Path:
+    """The checkout holding `pyproject.toml` and `params/` (searched upwards from `start` or the cwd)."""
+    here = Path(start or Path.cwd()).resolve()
+    for p in [here, *here.parents]:
+        if (p / "pyproject.toml").is_file() and (p / "params").is_dir():
+            return p
+    pkg = Path(__file__).resolve().parent.parent
+    if (pkg / "params").is_dir():
+        return pkg
+    raise ProfileError(f"cannot find the lesionlib project (pyproject.toml and params/) above {here}")
+
+
+def profile_path(name_or_path: str) -> Path:
+    """`params/<name>.yaml` of the project, or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    path = project_root() / "params" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(q.stem for q in path.parent.glob("*.yaml"))
+        raise ProfileError(f"unknown profile {name_or_path!r}; allowed: {', '.join(known)} or a path to a .yaml file")
+    return path
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """Read and validate a profile."""
+    path = profile_path(name_or_path)
+    if not path.is_file():
+        raise ProfileError(f"profile file {path} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ProfileError(f"{path} must hold a mapping of parameter: value")
+    return Profile.from_mapping(values)
+
+
+def load_params(name_or_path: str) -> dict:
+    """The raw parameter mapping of a profile (what papermill injects), after validation."""
+    load_profile(name_or_path)
+    return yaml.safe_load(profile_path(name_or_path).read_text())

@@ -1,0 +1,100 @@
+"""Tables and boxes for the book's results pages."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import generic
+from .experiment import ARM_LABELS, ARMS
+from .metrics import best_arm
+from .profile import SIZE_NAMES, Profile
+from .reference import paper_table
+
+
+def arm_table(frame: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """Mean R and P over seeds per (size, arm) -> rows = size names, columns (arm, R/P), plus 'best'."""
+    g = frame.groupby(["size", "arm"])[["recall", "precision"]].mean()
+    rows = {}
+    for size in [s for s in SIZE_NAMES if s in set(frame["size"])]:
+        row = {}
+        for arm in ARMS:
+            r, p = g.loc[(size, arm)]
+            row[(arm, "R")], row[(arm, "P")] = round(float(r), decimals), round(float(p), decimals)
+        row[("best", "")] = best_arm({a: (row[(a, "R")], row[(a, "P")]) for a in ARMS})
+        rows[size] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.columns = pd.MultiIndex.from_tuples(df.columns)
+    df.index.name = "|d_t|"
+    return df
+
+
+def side_by_side(ours: pd.DataFrame, fig: str, direction: str) -> pd.DataFrame:
+    """Our table and the paper's for the same rows, stacked under a 'source' level."""
+    paper = paper_table(fig, direction)
+    paper = paper.loc[[s for s in ours.index if s in paper.index]]
+    out = pd.concat({"ours": ours, "paper": paper}, axis=1)
+    out.index.name = ours.index.name
+    return out
+
+
+def styled(table: pd.DataFrame):
+    """Bold the best (R, P) pair of each row (the paper's convention), arms titled as in the paper."""
+    def bold(row):
+        styles = pd.Series("", index=row.index)
+        for src in {c[0] for c in row.index if len(c) == 3} or {None}:
+            key = (src, "best", "") if src else ("best", "")
+            winners = str(row[key]).split("=")
+            for arm in winners:
+                for m in "RP":
+                    styles[(src, arm, m) if src else (arm, m)] = "font-weight: bold"
+        return styles
+
+    fmt = {c: "{:.2f}" for c in table.columns if c[-1] in ("R", "P")}
+    return (table.style.apply(bold, axis=1).format(fmt)
+            .format_index(lambda a: ARM_LABELS.get(a, a), axis=1, level=table.columns.nlevels - 2))
+
+
+def hardware() -> str:
+    """The machine the runs used, in one line."""
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores (torch {torch.__version__})"
+
+
+def provenance(P: Profile, wall_seconds: float, runs_trained: int | None = None, runs_reused: int | None = None,
+               extra: dict | None = None) -> str:
+    """A MyST admonition saying how the page's numbers were made."""
+    items = {
+        "Profile": f"`{P.profile}`",
+        "Data source": P.data_source + (" (offline generator, `lesionlib.data.phantom`)" if P.data_source == "phantom"
+                                        else f" (`{P.data_dir}`)"),
+        "Generic weights G": generic.describe(P.generic),
+        "Seeds": ", ".join(map(str, P.seeds)),
+        "Image size": f"{P.image_size}×{P.image_size}",
+        "Training": f"Adam lr {P.lr:g}, batch {P.batch_size}, ≤ {P.epochs} epochs, patience {P.patience}, "
+                    f"validation share {P.valid_frac:g}",
+        "Hardware": hardware(),
+        "Wall time": f"{wall_seconds:.0f} s" + (
+            f" ({runs_trained} runs trained now, {runs_reused} reused from the run cache)"
+            if runs_trained is not None else ""),
+        "Built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    items.update(extra or {})
+    body = "\n".join(f"- **{k}:** {v}" for k, v in items.items())
+    return f":::{{admonition}} Provenance\n:class: note\n{body}\n:::\n"
+
+
+def f2_gap(table: pd.DataFrame) -> pd.Series:
+    """F2 of LesAug minus F2 of LesAgn per row (the paper's measure of the transfer benefit)."""
+    from .metrics import f2_from_rp
+
+    return pd.Series({s: f2_from_rp(row[("lesaug", "R")], row[("lesaug", "P")]) -
+                      f2_from_rp(row[("lesagn", "R")], row[("lesagn", "P")]) for s, row in table.iterrows()},
+                     name="F2(LesAug) - F2(LesAgn)").astype(float).round(3)
+
+

@@ -1,0 +1,87 @@
+"""The arms as run specifications, executed through the cache on a tiny profile."""
+from dataclasses import replace
+
+import pytest
+
+from lesionlib.cache import RunCache, spec_key
+from lesionlib.experiment import Runner, arm_spec, fig1_specs, results_frame, unique_runs
+from lesionlib.profile import Profile, ProfileError, load_params, load_profile
+from lesionlib.report import arm_table, side_by_side
+
+
+def tiny_profile(cache_dir):
+    p = load_profile("smoke")
+    return replace(p, image_size=32, test_size=8, target_sizes={"High": 12}, source_sizes={
+        "brain": {"High": 16}, "lung": {"High": 12}}, epochs=1, patience=1, batch_size=8, generic_size=30,
+        phantom_pool={"brain": 28, "lung": 24}, phantom_slice_size=64, cache_dir=str(cache_dir), device="cpu")
+
+
+def test_arms_nest_their_parents(cache_dir):
+    P = tiny_profile(cache_dir)
+    base = arm_spec(P, "base", "brain_to_lung", 12, 16, 0)
+    lesagn = arm_spec(P, "lesagn", "brain_to_lung", 12, 16, 0)
+    lesaug = arm_spec(P, "lesaug", "brain_to_lung", 12, 16, 0)
+    assert base["init"] is None
+    assert lesagn["init"]["role"] == "generic"
+    assert lesaug["init"]["role"] == "source" and lesaug["init"]["sample"]["data"]["organ"] == "brain"
+    assert lesaug["init"]["init"] == lesagn["init"]  # LesAug's source starts from the same G
+    assert lesaug["sample"]["data"]["organ"] == "lung"
+    with pytest.raises(ValueError, match="unknown arm 'lesonly2'"):
+        arm_spec(P, "lesonly2", "brain_to_lung", 12, 16, 0)
+    with pytest.raises(ValueError, match="unknown direction"):
+        arm_spec(P, "base", "lung_to_liver", 12, 16, 0)
+
+
+def test_every_arm_end_to_end_and_the_cache_is_reused(cache_dir):
+    P = tiny_profile(cache_dir)
+    specs = fig1_specs(P, "brain_to_lung")
+    assert len(specs) == 3 and len(unique_runs(specs.values())) == 5  # 3 targets + source + G
+    r = Runner(P, log=lambda m: None)
+    results = r.run_all(specs.values())
+    assert r.trained == 5
+    for res in results:
+        s = res["scores"]
+        assert 0 <= s["recall"] <= 1 and 0 <= s["precision"] <= 1 and s["n"] == 8
+        assert len(res["probs"]) == 8
+    frame = results_frame(specs, results)
+    table = arm_table(frame)
+    assert list(table.index) == ["High"] and table[("best", "")].iloc[0]
+    both = side_by_side(table, "fig1", "brain_to_lung")
+    assert both[("paper", "lesaug", "R")].iloc[0] == 0.96
+    again = Runner(P, log=lambda m: None)
+    assert again.run_all(specs.values()) == results and again.trained == 0
+
+
+def test_profiles_are_valid_and_notebook_defaults_are_smoke():
+    import nbformat
+    from lesionlib.profile import project_root
+    for name in ("smoke", "quick", "paper"):
+        assert load_profile(name).profile == name
+    smoke = load_params("smoke")
+    for nb in sorted((project_root() / "book").glob("*.ipynb")):
+        cell = next(c for c in nbformat.read(nb, 4).cells if "parameters" in c.metadata.get("tags", []))
+        ns = {}
+        exec(cell.source, ns)
+        assert {k: ns[k] for k in smoke} == smoke, nb.name
+
+
+def test_bad_profile_parameters_name_the_parameter():
+    good = load_params("smoke")
+    with pytest.raises(ProfileError, match=r"unknown profile parameter\(s\) \['epoch'\]"):
+        Profile.from_mapping(dict(good, epoch=3))
+    with pytest.raises(ProfileError, match="'target_sizes' must decrease"):
+        Profile.from_mapping(dict(good, target_sizes={"High": 10, "VLow": 20}))
+    with pytest.raises(ProfileError, match="'phantom_pool'"):
+        Profile.from_mapping(dict(good, phantom_pool={"brain": 50, "lung": 50}))
+    with pytest.raises(ProfileError, match="'generic' must be one of"):
+        Profile.from_mapping(dict(good, generic="imagenet21k"))
+    with pytest.raises(ProfileError, match="unknown profile 'fast'"):
+        load_profile("fast")
+
+
+def test_spec_key_changes_with_anything_that_changes_the_model(cache_dir):
+    P = tiny_profile(cache_dir)
+    a = arm_spec(P, "lesaug", "brain_to_lung", 12, 16, 0)
+    assert spec_key(a) != spec_key(arm_spec(replace(P, generic_size=31), "lesaug", "brain_to_lung", 12, 16, 0))
+    assert spec_key(a) != spec_key(arm_spec(P, "lesaug", "brain_to_lung", 12, 16, 1))
+    assert spec_key(a) == spec_key(arm_spec(replace(P, device="cuda"), "lesaug", "brain_to_lung", 12, 16, 0))

@@ -1,0 +1,96 @@
+"""Tiny end-to-end runs of Learn, Transfer, Predict and each arm, on a few 32x32 lesions."""
+import numpy as np
+import pytest
+import torch
+
+from lesionlib.data import build_lesions
+from lesionlib.generic import GenericWeightsError, file_model, natural_crops
+from lesionlib.learner import Model, TrainConfig, augmentations, learn, predict, shift_mat, transfer, vflip_mat
+
+CFG = TrainConfig(epochs=1, patience=1, batch_size=8, valid_frac=0.25, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_lesions("phantom", "lung", n=16, image_size=32, slice_size=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny):
+    return learn(tiny, CFG, seed=0)
+
+
+def test_learn_gives_a_densenet_with_finite_weights_and_history(tiny_model):
+    m = tiny_model
+    assert m.n_out == 1 and m.arch == "densenet201"
+    assert all(torch.isfinite(v.float()).all() for v in m.state_dict.values())
+    assert [h["epoch"] for h in m.history] == [0, 1]
+    assert np.isfinite(m.history[0]["valid_loss"]) and m.fit_info["n_train"] + m.fit_info["n_valid"] == 16
+
+
+def test_predict_shapes_and_range(tiny, tiny_model):
+    p = predict(tiny, tiny_model, CFG)
+    assert p.shape == (16,) and np.all((p >= 0) & (p <= 1))
+    assert predict(tiny.images[0], tiny_model, CFG).shape == (1,)
+
+
+def test_transfer_starts_from_the_given_weights(tiny, tiny_model):
+    cfg0 = TrainConfig(epochs=1, patience=1, batch_size=8, valid_frac=0.25, lr=1e-12, device="cpu")
+    m = transfer(tiny, tiny_model, cfg0, seed=1)  # a vanishing learning rate: weights barely move
+    k = "0.conv0.weight"
+    assert torch.allclose(m.state_dict[k], tiny_model.state_dict[k], atol=1e-6)
+    fresh = learn(tiny, cfg0, seed=1)
+    assert not torch.allclose(fresh.state_dict[k], tiny_model.state_dict[k])
+
+
+def test_same_seed_same_model(tiny):
+    a, b = learn(tiny, CFG, seed=3), learn(tiny, CFG, seed=3)
+    assert a.history == b.history
+    assert torch.equal(a.state_dict["1.8.weight"], b.state_dict["1.8.weight"])
+
+
+def test_gradients_flow_through_every_layer(tiny_model):
+    from fastai.vision.learner import create_vision_model
+    from torchvision.models import densenet201
+    model = create_vision_model(densenet201, 1, pretrained=False)
+    model.load_state_dict(tiny_model.state_dict)
+    model.train()
+    model(torch.randn(4, 3, 32, 32)).sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_generic_pretraining_has_many_classes_and_transfers_its_body(tiny):
+    crops = natural_crops(30, 32, seed=0)
+    assert crops.n_classes == 15 and crops.images.shape == (30, 32, 32)
+    g = learn(crops, CFG, seed=0)
+    assert g.n_out == 15
+    m = transfer(tiny, g, TrainConfig(epochs=1, patience=1, batch_size=8, lr=1e-12, device="cpu"), seed=0)
+    assert m.n_out == 1 and torch.allclose(m.state_dict["0.conv0.weight"], g.state_dict["0.conv0.weight"], atol=1e-6)
+
+
+def test_augmentation_keeps_shape_and_changes_pixels():
+    from fastai.torch_core import TensorImage
+    x = TensorImage(torch.rand(4, 1, 32, 32))
+    tfm = augmentations(CFG)[0]
+    y = tfm(x, split_idx=0)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    assert shift_mat(x).shape == vflip_mat(x).shape == (4, 3, 3)
+
+
+def test_one_class_training_set_is_refused():
+    ds = build_lesions("phantom", "lung", n=8, image_size=32, slice_size=64, malignant_fraction=1.0)
+    with pytest.raises(ValueError, match="one class only"):
+        learn(ds, CFG)
+
+
+def test_user_weights_file_is_shape_checked(tmp_path, tiny_model):
+    good = tmp_path / "good.pt"
+    torch.save(tiny_model.state_dict, good)
+    assert file_model(good).state_dict["0.conv0.weight"].shape == (64, 3, 7, 7)
+    bad = tmp_path / "bad.pt"
+    torch.save({"0.conv0.weight": torch.zeros(3, 3)}, bad)
+    with pytest.raises(GenericWeightsError, match="not a DenseNet-201 state dict"):
+        file_model(bad)
+    with pytest.raises(GenericWeightsError, match="does not exist"):
+        file_model(tmp_path / "missing.pt")
