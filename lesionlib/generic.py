@@ -51,7 +51,7 @@ def imagenet_file() -> Path:
 
 
 def _torchvision_to_lesionlib(sd: dict) -> dict:
-    """Rename a torchvision DenseNet-201 state dict ('features.*') to the learner body ('0.*')."""
+    """Rename a torchvision DenseNet-201 state dict ('features.*') to the learner's body ('0.0.*')."""
     import re
 
     # Old torchvision checkpoints name layers 'norm.1'; today's modules call them 'norm1'.
@@ -62,7 +62,7 @@ def _torchvision_to_lesionlib(sd: dict) -> dict:
         if m:
             k = m.group(1) + m.group(2)
         if k.startswith("features."):
-            out["0." + k[len("features."):]] = v
+            out["0.0." + k[len("features."):]] = v  # model[0] = body = Sequential(features)
     return out
 
 
@@ -105,7 +105,7 @@ def file_model(path) -> Model:
         sd = sd["state_dict"]
     body = _torchvision_to_lesionlib(sd) if any(k.startswith("features.") for k in sd) else \
         {k: v for k, v in sd.items() if k.startswith("0.")}
-    ref = {"0." + k[len("features."):]: v.shape for k, v in densenet201().state_dict().items()
+    ref = {"0.0." + k[len("features."):]: v.shape for k, v in densenet201().state_dict().items()
            if k.startswith("features.")}
     missing = sorted(set(ref) - set(body))
     bad = [k for k in ref if k in body and tuple(body[k].shape) != tuple(ref[k])]

@@ -108,7 +108,7 @@ def augmentations(cfg: TrainConfig) -> list:
         fs.append(partial(rotate_mat, max_deg=cfg.max_rotate, p=1.0))
     if cfg.max_shift:
         fs.append(partial(shift_mat, max_shift=cfg.max_shift))
-    return [AffineCoordTfm(aff_fs=fs, pad_mode="border")] if fs else []
+    return [AffineCoordTfm(aff_fs=fs, pad_mode="border", align_corners=True)] if fs else []
 
 
 def _items(images, labels, n_out):
@@ -240,8 +240,6 @@ def predict(x, m: Model, cfg: TrainConfig = TrainConfig()) -> np.ndarray:
     learner.model.load_state_dict(m.state_dict)
     learner.model.eval()
     with learner.no_bar(), learner.no_logging():
-        logits, _ = learner.get_preds(dl=dl)
-    logits = logits.float()
-    if m.n_out == 1:
-        return torch.sigmoid(logits.view(-1)).numpy()
-    return torch.softmax(logits, dim=1).numpy()
+        probs, _ = learner.get_preds(dl=dl)  # fastai applies the loss's activation (sigmoid / softmax)
+    probs = probs.float()
+    return probs.view(-1).numpy() if m.n_out == 1 else probs.numpy()

@@ -37,7 +37,7 @@ def test_predict_shapes_and_range(tiny, tiny_model):
 def test_transfer_starts_from_the_given_weights(tiny, tiny_model):
     cfg0 = TrainConfig(epochs=1, patience=1, batch_size=8, valid_frac=0.25, lr=1e-12, device="cpu")
     m = transfer(tiny, tiny_model, cfg0, seed=1)  # a vanishing learning rate: weights barely move
-    k = "0.conv0.weight"
+    k = "0.0.conv0.weight"
     assert torch.allclose(m.state_dict[k], tiny_model.state_dict[k], atol=1e-6)
     fresh = learn(tiny, cfg0, seed=1)
     assert not torch.allclose(fresh.state_dict[k], tiny_model.state_dict[k])
@@ -66,7 +66,7 @@ def test_generic_pretraining_has_many_classes_and_transfers_its_body(tiny):
     g = learn(crops, CFG, seed=0)
     assert g.n_out == 15
     m = transfer(tiny, g, TrainConfig(epochs=1, patience=1, batch_size=8, lr=1e-12, device="cpu"), seed=0)
-    assert m.n_out == 1 and torch.allclose(m.state_dict["0.conv0.weight"], g.state_dict["0.conv0.weight"], atol=1e-6)
+    assert m.n_out == 1 and torch.allclose(m.state_dict["0.0.conv0.weight"], g.state_dict["0.0.conv0.weight"], atol=1e-6)
 
 
 def test_augmentation_keeps_shape_and_changes_pixels():
@@ -87,10 +87,34 @@ def test_one_class_training_set_is_refused():
 def test_user_weights_file_is_shape_checked(tmp_path, tiny_model):
     good = tmp_path / "good.pt"
     torch.save(tiny_model.state_dict, good)
-    assert file_model(good).state_dict["0.conv0.weight"].shape == (64, 3, 7, 7)
+    assert file_model(good).state_dict["0.0.conv0.weight"].shape == (64, 3, 7, 7)
     bad = tmp_path / "bad.pt"
     torch.save({"0.conv0.weight": torch.zeros(3, 3)}, bad)
     with pytest.raises(GenericWeightsError, match="not a DenseNet-201 state dict"):
         file_model(bad)
     with pytest.raises(GenericWeightsError, match="does not exist"):
         file_model(tmp_path / "missing.pt")
+
+
+def test_torchvision_layout_weights_load_into_the_body(tmp_path):
+    from torchvision.models import densenet201
+    tv = densenet201()
+    path = tmp_path / "tv.pth"
+    torch.save(tv.state_dict(), path)
+    m = file_model(path)
+    assert torch.equal(m.state_dict["0.0.conv0.weight"], tv.state_dict()["features.conv0.weight"])
+
+
+def test_predict_equals_sigmoid_of_a_plain_forward_pass(tiny, tiny_model):
+    # Guards against applying the activation twice (fastai's get_preds already applies sigmoid).
+    from fastai.vision.core import imagenet_stats
+    from fastai.vision.learner import create_vision_model
+    from torchvision.models import densenet201
+    model = create_vision_model(densenet201, 1, pretrained=False)
+    model.load_state_dict(tiny_model.state_dict)
+    model.eval()
+    x = torch.from_numpy(tiny.images[:4]).unsqueeze(1).expand(-1, 3, -1, -1)
+    mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in imagenet_stats)
+    with torch.no_grad():
+        expected = torch.sigmoid(model((x - mean) / std)).view(-1).numpy()
+    assert np.allclose(predict(tiny.subset(range(4)), tiny_model, CFG), expected, atol=1e-5)
