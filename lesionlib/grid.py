@@ -34,7 +34,6 @@ GRID = (
     Page("data", "book/data_phantom.ipynb"),
     Page("fig1", "book/fig1.ipynb", ("brain_to_lung",)),
 )
-BOOK_FILES = ("_config.yml", "_toc.yml")
 
 
 def _log(msg: str) -> None:
@@ -65,8 +64,9 @@ def execute_page(src: Path, out: Path, params: dict, root: Path) -> float:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.running.ipynb")
     t0 = time.perf_counter()
+    # The notebook's stderr (training progress from the runner) streams to ours as it happens.
     pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(root), kernel_name="python3",
-                        progress_bar=False, report_mode=False)
+                        progress_bar=False, report_mode=False, stderr_file=sys.stderr)
     nb = nbformat.read(tmp, as_version=4)
     for cell in nb.cells:  # the injected parameters are shown only on request
         tags = cell.metadata.get("tags", [])
@@ -78,31 +78,57 @@ def execute_page(src: Path, out: Path, params: dict, root: Path) -> float:
     return time.perf_counter() - t0
 
 
-def stage_book(stage: Path, root: Path) -> None:
-    """Copy the book's text pages and configuration into the staging folder."""
-    for name in BOOK_FILES:
-        shutil.copy2(root / name, stage / name)
+def stage_book(stage: Path, root: Path) -> list:
+    """Copy the book's text pages and configuration into the staging folder.
+
+    Pages whose notebook has not been executed on this profile are left out of the staged table of
+    contents (and listed in the return value): a partial grid builds a partial book, never a book
+    that mixes profiles.
+    """
+    import yaml
+
+    (stage / "book").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / "_config.yml", stage / "_config.yml")
     for md in (root / "book").glob("*.md"):
-        (stage / "book").mkdir(parents=True, exist_ok=True)
         shutil.copy2(md, stage / "book" / md.name)
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    left_out = []
+    for part in toc.get("parts", []):
+        keep = []
+        for ch in part["chapters"]:
+            exists = (stage / f"{ch['file']}.md").exists() or (stage / f"{ch['file']}.ipynb").exists()
+            (keep if exists else left_out).append(ch if exists else ch["file"])
+        part["chapters"] = keep
+    toc["parts"] = [p for p in toc.get("parts", []) if p["chapters"]]
+    (stage / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    return left_out
 
 
-def build_html(stage: Path, root: Path) -> Path:
-    """Jupyter Book 1 build of the staged book, warnings as errors, into `<root>/_build/html`."""
+def build_html(stage: Path, output: Path) -> Path:
+    """Jupyter Book 1 build of the staged book, warnings as errors, into `<output>/_build/html`."""
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(stage), "--path-output", str(root),
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(stage), "--path-output", str(output),
            "-W", "-n", "--keep-going"]
     _log("$ " + " ".join(cmd))
-    subprocess.run(cmd, check=True)
-    return root / "_build" / "html"
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-20000:] + done.stderr[-20000:])
+        raise RuntimeError(f"jupyter-book build failed (exit {done.returncode}); see the messages above")
+    return output / "_build" / "html"
 
 
-def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False) -> dict:
-    """Execute the notebook grid of `profile` (optionally a subset), then build the book."""
+def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False,
+             output=None) -> dict:
+    """Execute the notebook grid of `profile` (optionally a subset), then build the book.
+
+    Staged notebooks go to `<output>/_build/stage/<profile>/`, the HTML to `<output>/_build/html`
+    (`output` defaults to the project root).
+    """
     root = project_root()
+    output = Path(output) if output else root
     params = load_params(profile)  # validates before any work starts
     name = Path(profile_path(profile)).stem
-    stage = root / "_build" / "stage" / name
+    stage = output / "_build" / "stage" / name
     known = {p.section for p in GRID}
     bad = sorted(set(sections or []) - known)
     if bad:
@@ -127,9 +153,11 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
         _log(f"[{i}/{len(jobs)}] {label}: done in {timings[label]:.0f} s")
     timings["notebooks"] = time.perf_counter() - t_all
     if build:
-        stage_book(stage, root)
+        left_out = stage_book(stage, root)
+        if left_out:
+            _log(f"book: pages not executed on this profile are left out: {', '.join(left_out)}")
         t0 = time.perf_counter()
-        html = build_html(stage, root)
+        html = build_html(stage, output)
         timings["html"] = time.perf_counter() - t0
         _log(f"book: {html / 'index.html'}")
     timings["total"] = time.perf_counter() - t_all
