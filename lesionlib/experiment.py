@@ -43,9 +43,9 @@ def data_spec(P: Profile, organ: str) -> dict:
         return {"source": "phantom", "organ": organ, "n": P.phantom_pool[organ], "seed": 0,
                 "image_size": P.image_size, "margin": P.crop_margin, "slice_size": P.phantom_slice_size,
                 "overlap": P.phantom_overlap, "malignant_fraction": P.phantom_malignant_fraction[organ]}
-    path = Path(P.data_dir).expanduser().resolve() / f"{organ}.npz"
+    path = Path(P.data_dir).expanduser().resolve() / organ / "crops.npz"
     stamp = f"{path.stat().st_size}-{path.stat().st_mtime_ns}" if path.is_file() else "missing"
-    return {"source": P.data_source, "organ": organ, "data_dir": str(path.parent), "image_size": P.image_size,
+    return {"source": P.data_source, "organ": organ, "data_dir": str(path.parent.parent), "image_size": P.image_size,
             "file": stamp}
 
 

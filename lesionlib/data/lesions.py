@@ -19,10 +19,13 @@ class LesionSet:
     organ: str
     source: str
     meta: dict = field(default_factory=dict)
+    origins: np.ndarray | None = None  # (N,) str: where each lesion came from (file, scan, slice)
 
     def __post_init__(self):
         n = len(self.images)
-        for name in ("masks", "labels", "patients", "ids"):
+        if self.origins is None:
+            self.origins = np.asarray(self.ids).astype(str)
+        for name in ("masks", "labels", "patients", "ids", "origins"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"LesionSet: {name} has {len(getattr(self, name))} entries but images has {n}")
         if self.images.ndim != 3:
@@ -37,7 +40,7 @@ class LesionSet:
         """The lesions at positions `idx`, same organ and source."""
         idx = np.asarray(idx, dtype=int)
         return LesionSet(self.images[idx], self.masks[idx], self.labels[idx], self.patients[idx], self.ids[idx],
-                         self.organ, self.source, dict(self.meta))
+                         self.organ, self.source, dict(self.meta), self.origins[idx])
 
     @property
     def n_classes(self) -> int:

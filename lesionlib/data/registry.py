@@ -66,14 +66,16 @@ register_source(Source("phantom", ("brain", "lung"), phantom_lesions,
 
 
 def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, **_ignored) -> LesionSet:
-    """Lesions already prepared on disk as `<data_dir>/<organ>.npz` (written by `LesionSet.save`)."""
+    """Lesions prepared on disk at `<data_dir>/<organ>/` (see `lesionlib.data.store`)."""
     from pathlib import Path
 
-    path = Path(data_dir).expanduser() / f"{organ}.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"no prepared {organ} lesions at {path}; prepare the real data set into "
-                                f"{path.parent} first (see the book's Materials chapter), or use data_source: phantom")
-    ds = LesionSet.load(path)
+    from .store import load_lesions
+
+    path = Path(data_dir).expanduser() / organ
+    if not path.is_dir():
+        raise FileNotFoundError(f"no prepared {organ} lesions at {path}; run `lesionlib data prepare --source {organ} "
+                                f"... --out {path}` first (see the book's Materials chapter), or use data_source: phantom")
+    ds = load_lesions(path)
     if image_size is not None and ds.image_size != image_size:
         raise ValueError(f"{path} holds {ds.image_size}x{ds.image_size} crops but the profile asks for "
                          f"image_size {image_size}; prepare the set again at that size")
@@ -81,4 +83,4 @@ def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, *
 
 
 register_source(Source("prepared", ("brain", "lung"), prepared_lesions,
-                       "lesion crops prepared from the real data sets, one .npz per organ"))
+                       "lesion crops prepared from the real data sets, one directory per organ"))
