@@ -20,6 +20,41 @@ def _notebooks(args) -> int:
     return 0
 
 
+def _data_fetch(args) -> int:
+    from .data import brain
+
+    def progress(name, done, total):
+        print(f"\r{name}: {done / 1e6:.0f} / {total / 1e6:.0f} MB", end="", file=sys.stderr, flush=True)
+
+    out = brain.fetch(args.dir, progress=progress)
+    print(f"\nbrain tumour dataset ready in {out}", file=sys.stderr)
+    return 0
+
+
+def _data_prepare(args) -> int:
+    import time
+
+    from .data import build_lesions, save_lesions
+
+    organ = {"brain": "brain", "lung": "lung"}.get(args.source, args.organ)
+    kwargs = {"image_size": args.image_size, "margin": args.margin}
+    if args.source == "brain":
+        kwargs.update(data_dir=args.dir, limit=args.limit)
+    elif args.source == "lung":
+        kwargs.update(data_dir=args.lidc_dir)
+        if args.patients:
+            kwargs["patients"] = args.patients
+    elif args.source == "phantom":
+        kwargs.update(n=args.n, seed=args.seed)
+    t0 = time.perf_counter()
+    ds = build_lesions(args.source, organ, **kwargs)
+    path = save_lesions(ds, f"{args.out}/{organ}", params=dict(kwargs, source=args.source))
+    c = ds.counts()
+    print(f"{path}: {c['lesions']} lesions of {c['patients']} patients ({c['malignant']} malignant, "
+          f"{c['benign']} benign) in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="lesionlib", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -33,6 +68,25 @@ def main(argv=None) -> int:
     n = sub.add_parser("notebooks", help="re-execute book/*.ipynb in place with their smoke defaults (for nbval)")
     n.add_argument("paths", nargs="*")
     n.set_defaults(func=_notebooks)
+    data = sub.add_parser("data", help="download and prepare lesion data sets").add_subparsers(dest="data_cmd",
+                                                                                            required=True)
+    f = data.add_parser("fetch", help="download a data set (resumable, MD5-verified)")
+    f.add_argument("dataset", choices=["brain"], help="brain: Cheng's figshare brain tumour dataset")
+    f.add_argument("--dir", required=True, help="where the files go (or already are)")
+    f.set_defaults(func=_data_fetch)
+    p = data.add_parser("prepare", help="extract lesion crops into the prepared format: OUT/<organ>/")
+    p.add_argument("--source", required=True, choices=["brain", "lung", "phantom"])
+    p.add_argument("--out", required=True, help="prepared data directory (the profile's data_dir)")
+    p.add_argument("--dir", help="brain: the folder with Cheng's .mat files (or its mat/ subfolder)")
+    p.add_argument("--lidc-dir", help="lung: the LIDC-IDRI DICOM folder (classic or NBIA layout)")
+    p.add_argument("--patients", nargs="+", help="lung: only these LIDC patient ids")
+    p.add_argument("--organ", default="lung", choices=["brain", "lung"], help="phantom: which organ")
+    p.add_argument("--n", type=int, default=500, help="phantom: number of slices")
+    p.add_argument("--seed", type=int, default=0, help="phantom: generator seed")
+    p.add_argument("--limit", type=int, help="brain: only the first N slices")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--margin", type=float, default=0.25)
+    p.set_defaults(func=_data_prepare)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

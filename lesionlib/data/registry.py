@@ -84,3 +84,6 @@ def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, *
 
 register_source(Source("prepared", ("brain", "lung"), prepared_lesions,
                        "lesion crops prepared from the real data sets, one directory per organ"))
+
+# Real-data sources register themselves when imported (each is one module with its reader).
+from . import brain  # noqa: E402,F401
