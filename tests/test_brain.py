@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import h5py
 import numpy as np
 import pytest
-from fixtures_brain import SLICES, blob_slice, write_cheng_mat, write_folder, write_v5_mat
+from lesionlib.fixtures.brain import SLICES, blob_slice, write_cheng_mat, write_folder, write_v5_mat
 
 from lesionlib.data.brain import (EXPECTED, BrainDataError, BrainFile, binary_label, brain_lesions,
                                   check_expected, fetch, mat_files, read_mat, summary)
@@ -247,3 +247,12 @@ def test_fetch_network_errors_name_the_url(tmp_path, fake_figshare):
         url = srv.url
     with pytest.raises(BrainDataError, match=r"127\.0\.0\.1.*by hand"):
         fetch(dest, files[:1], url)  # nothing listening any more
+
+
+def test_phantom_folder_in_chengs_format_reads_back(tmp_path):
+    from lesionlib.data.brain import brain_lesions
+    from lesionlib.fixtures.brain import write_phantom_folder
+    folder = write_phantom_folder(tmp_path / "cheng", n_patients=3, slices_per_patient=2, size=64)
+    ds = brain_lesions(data_dir=folder, image_size=16)
+    assert len(ds) == 6 and ds.counts()["patients"] == 3
+    assert ds.counts()["malignant"] == 2  # patient 2 of 3 is the glioma patient
