@@ -87,3 +87,4 @@ register_source(Source("prepared", ("brain", "lung"), prepared_lesions,
 
 # Real-data sources register themselves when imported (each is one module with its reader).
 from . import brain  # noqa: E402,F401
+from . import lung  # noqa: E402,F401
