@@ -32,6 +32,8 @@ class Page:
 
 GRID = (
     Page("data", "book/data_phantom.ipynb"),
+    Page("brain", "book/data_brain.ipynb"),
+    Page("lung", "book/data_lung.ipynb"),
     Page("fig1", "book/fig1.ipynb", ("brain_to_lung",)),
 )
 

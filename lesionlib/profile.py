@@ -52,6 +52,10 @@ class Profile:
     phantom_overlap: float
     phantom_malignant_fraction: dict
     phantom_slice_size: int
+    brain_dir: str | None
+    lidc_dir: str | None
+    lung_rule: str
+    lidc_table_patients: int | None
     cache_dir: str | None
     device: str
 
@@ -118,6 +122,16 @@ class Profile:
                  "must be an integer >= 1 for natural-crops")
         need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
              f"must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {self.device!r}")
+        from .data.lung import CANDIDATE_RULES
+
+        need(self.lung_rule in CANDIDATE_RULES, "lung_rule", f"must be one of {list(CANDIDATE_RULES)}, got {self.lung_rule!r}")
+        need(self.lidc_table_patients is None or (isinstance(self.lidc_table_patients, int) and
+                                                  self.lidc_table_patients > 0), "lidc_table_patients",
+             "must be null (every LIDC patient) or a positive integer")
+        for key in ("brain_dir", "lidc_dir", "data_dir" if self.data_source != "phantom" else None):
+            value = getattr(self, key) if key else None
+            need(value is None or Path(value).expanduser().is_dir(), key,
+                 f"names a directory that does not exist: {value!r}")
         if self.data_source == "phantom":
             for o in ORGANS:
                 pool = self.phantom_pool.get(o) if isinstance(self.phantom_pool, dict) else None
