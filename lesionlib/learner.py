@@ -66,7 +66,8 @@ class Model:
     state_dict: dict
     n_out: int = 1
     arch: str = ARCH
-    history: list = field(default_factory=list)
+    history: list = field(default_factory=list)  # valid loss before training (epoch 0) and after each epoch
+    fit_info: dict = field(default_factory=dict)  # seconds, epochs run, best epoch, sizes, device
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -148,13 +149,13 @@ def make_learner(dls: DataLoaders, n_out: int = 1):
     return learner
 
 
-def load_weights(learner, init: Model, transfer_head: bool = True) -> None:
-    """Copy `init`'s body into the learner; its head too when the outputs match and `transfer_head`."""
+def load_weights(learner, init: Model, n_out: int, transfer_head: bool = True) -> None:
+    """Copy `init`'s body into the learner; its head too when it has `n_out` outputs and `transfer_head`."""
     sd = init.state_dict
     body = {k[2:]: v for k, v in sd.items() if k.startswith("0.")}
     learner.model[0].load_state_dict(body)
     head = {k[2:]: v for k, v in sd.items() if k.startswith("1.")}
-    if transfer_head and head and init.n_out == learner.dls.train.n_out:
+    if transfer_head and head and init.n_out == n_out:
         learner.model[1].load_state_dict(head)
 
 
@@ -191,11 +192,10 @@ def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int) -> Model
         raise ValueError(f"the training split of {len(train)} {d.organ} lesions holds one class only; "
                          "use a larger training size")
     dls = dataloaders(train, valid, cfg, n_out)
-    dls.train.n_out = n_out
     t0 = time.perf_counter()
     learner = make_learner(dls, n_out)
     if init is not None:
-        load_weights(learner, init, cfg.transfer_head)
+        load_weights(learner, init, n_out, cfg.transfer_head)
     with learner.no_bar(), learner.no_logging():
         start_loss = float(learner.validate()[0])  # loss before any update (Fig 5 starts here)
         learner.fit(cfg.epochs, lr=cfg.lr, cbs=[EarlyStoppingCallback(monitor="valid_loss", patience=cfg.patience),
@@ -207,12 +207,10 @@ def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int) -> Model
     seconds = time.perf_counter() - t0
     epochs_run = len(values)
     best = min(history[1:], key=lambda h: h["valid_loss"]) if epochs_run else history[0]
-    m = Model(state, n_out=n_out, history=history)
-    m.fit_info = {"seconds": seconds, "epochs_run": epochs_run, "best_epoch": best["epoch"],
-                  "n_train": len(train), "n_valid": len(valid),
-                  "images_per_s": (epochs_run * len(train)) / seconds if seconds else math.nan,
-                  "device": str(resolve_device(cfg.device))}
-    return m
+    info = {"seconds": seconds, "epochs_run": epochs_run, "best_epoch": best["epoch"], "n_train": len(train),
+            "n_valid": len(valid), "images_per_s": (epochs_run * len(train)) / seconds if seconds else math.nan,
+            "device": str(resolve_device(cfg.device))}
+    return Model(state, n_out=n_out, history=history, fit_info=info)
 
 
 def learn(d: LesionSet, cfg: TrainConfig = TrainConfig(), seed: int = 0) -> Model:
@@ -235,7 +233,6 @@ def predict(x, m: Model, cfg: TrainConfig = TrainConfig()) -> np.ndarray:
     dl = DataLoader(_items(images, np.zeros(len(images)), m.n_out), bs=cfg.batch_size, shuffle=False,
                     after_batch=_after_batch(False, cfg), device=device, num_workers=0)
     dls = DataLoaders(dl, dl, device=device)
-    dls.train.n_out = m.n_out
     learner = make_learner(dls, m.n_out)
     learner.model.load_state_dict(m.state_dict)
     learner.model.eval()
