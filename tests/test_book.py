@@ -51,3 +51,14 @@ def test_grid_rejects_unknown_sections_and_profiles(tmp_path):
         run_grid("smoke", sections=["fig9"], output=tmp_path)
     with pytest.raises(ValueError, match="unknown profile 'fastest'"):
         run_grid("fastest", output=tmp_path)
+
+
+def test_committed_notebooks_carry_their_smoke_outputs():
+    # nbval compares against the stored outputs: a notebook saved without them would pass vacuously.
+    for nb_path in sorted((ROOT / "book").glob("*.ipynb")):
+        nb = nbformat.read(nb_path, 4)
+        code = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+        assert all(c.get("execution_count") for c in code), f"{nb_path.name}: run `make notebooks`"
+        checked = [c for c in code if "nbval-check-output" in c.metadata.get("tags", [])]
+        assert checked and all(c.outputs for c in checked), f"{nb_path.name}: checked cells without outputs"
+        assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), nb_path.name
