@@ -43,10 +43,12 @@ def _log(msg: str) -> None:
 
 
 def _fingerprint(src: Path, params: dict) -> dict:
-    """What a staged notebook depends on: its source text and its parameters."""
+    """What a staged notebook depends on: its cells' sources (not their stored outputs) and its parameters."""
     import hashlib
 
-    return {"source_sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "parameters": params}
+    cells = [[c.cell_type, c.source] for c in nbformat.read(src, as_version=4).cells]
+    digest = hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+    return {"source_sha256": digest, "parameters": params}
 
 
 def _is_current(out: Path, fp: dict) -> bool:

@@ -62,3 +62,18 @@ def test_committed_notebooks_carry_their_smoke_outputs():
         checked = [c for c in code if "nbval-check-output" in c.metadata.get("tags", [])]
         assert checked and all(c.outputs for c in checked), f"{nb_path.name}: checked cells without outputs"
         assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), nb_path.name
+
+
+def test_refreshing_stored_outputs_does_not_invalidate_staged_pages(tmp_path):
+    from lesionlib.grid import _fingerprint
+    src = ROOT / "book/data_phantom.ipynb"
+    nb = nbformat.read(src, 4)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs = []
+    copy = tmp_path / "copy.ipynb"
+    nbformat.write(nb, copy)
+    assert _fingerprint(copy, {"a": 1}) == _fingerprint(src, {"a": 1})
+    nb.cells[0].source += " (edited)"
+    nbformat.write(nb, copy)
+    assert _fingerprint(copy, {"a": 1}) != _fingerprint(src, {"a": 1})
