@@ -23,7 +23,7 @@ import numpy as np
 
 from . import generic as generic_mod
 from .cache import RunCache, spec_key
-from .data import build_lesions, draw_test, nested_sample
+from .data import build_lesions, draw_test, load_lesions, nested_sample, save_lesions
 from .data.lesions import LesionSet
 from .learner import Model, TrainConfig, learn, predict, transfer
 from .metrics import scores
@@ -120,9 +120,13 @@ def describe(spec: dict) -> str:
     """A short human label for a spec, for progress lines."""
     if spec["role"] == "generic":
         return f"G={spec['name']}"
-    s = spec["sample"]
-    start = "random" if spec["init"] is None else describe(spec["init"]).split(" ")[0] if \
-        spec["init"]["role"] == "generic" else f"source({spec['init']['sample']['data']['organ']})"
+    s, init = spec["sample"], spec["init"]
+    if init is None:
+        start = "random"
+    elif init["role"] == "generic":
+        start = describe(init)
+    else:
+        start = f"source({init['sample']['data']['organ']})"
     return f"{spec['role']} {s['data']['organ']} n={s['n']} seed={spec['seed']} from {start}"
 
 
@@ -146,12 +150,12 @@ class Runner:
         if key not in self._data:
             params = {k: v for k, v in dspec.items() if k not in ("source", "organ", "file")}
             if dspec["source"] == "phantom":
-                path = self.cache.root / "data" / f"{key}.npz"
-                if path.is_file():
-                    ds = LesionSet.load(path)
+                path = self.cache.root / "data" / key  # generated once, kept in the prepared format
+                if path.is_dir():
+                    ds = load_lesions(path)
                 else:
                     ds = build_lesions("phantom", dspec["organ"], **params)
-                    ds.save(path)
+                    save_lesions(ds, path, params=dspec)
             else:
                 ds = build_lesions(dspec["source"], dspec["organ"], **params)
             self._data[key] = ds

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lesionlib.data import LesionSet, build_lesions, draw_test, nested_sample, patient_split
+from lesionlib.data import LesionSet, build_lesions, draw_test, load_lesions, nested_sample, patient_split, save_lesions
 from lesionlib.data.prep import LesionPrepError, extract_lesion, lesion_bbox
 
 
@@ -70,8 +70,8 @@ def test_multi_slice_patients_never_straddle_splits():
 
 def test_lesion_set_roundtrip(tmp_path):
     ds = build_lesions("phantom", "brain", n=6, image_size=16, slice_size=48)
-    ds.save(tmp_path / "brain.npz")
-    back = LesionSet.load(tmp_path / "brain.npz")
+    save_lesions(ds, tmp_path / "brain")
+    back = load_lesions(tmp_path / "brain")
     assert np.array_equal(back.images, ds.images) and list(back.ids) == list(ds.ids) and back.organ == "brain"
     assert not list(tmp_path.glob("*.tmp*"))
 

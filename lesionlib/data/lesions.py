@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -55,19 +54,3 @@ class LesionSet:
         """Number of lesions, patients and lesions per class."""
         return {"lesions": len(self), "patients": int(len(np.unique(self.patients))),
                 "benign": int((self.labels == 0).sum()), "malignant": int((self.labels == 1).sum())}
-
-    def save(self, path) -> None:
-        """Write to one compressed ``.npz`` atomically (temp file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, images=self.images, masks=self.masks, labels=self.labels,
-                            patients=self.patients.astype(str), ids=self.ids.astype(str),
-                            organ=self.organ, source=self.source)
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path) -> "LesionSet":
-        """Read a set written by `save`."""
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["images"], z["masks"], z["labels"], z["patients"], z["ids"], str(z["organ"]), str(z["source"]))
