@@ -1,8 +1,11 @@
-"""Command line: `lesionlib grid` (notebooks + book) and `lesionlib notebooks` (refresh smoke outputs)."""
+"""Command line: `lesionlib grid` (notebooks + book), `lesionlib notebooks` (refresh smoke outputs),
+`lesionlib data` (fetch, prepare) and `lesionlib cache check` (verify the run cache)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 
 def _grid(args) -> int:
@@ -55,6 +58,39 @@ def _data_prepare(args) -> int:
     return 0
 
 
+def _cache_root(arg) -> Path:
+    """--cache, else $LESIONLIB_CACHE, else the project's .cache/lesionlib (as Profile.cache_root without cache_dir)."""
+    from .profile import project_root
+
+    if arg:
+        return Path(arg).expanduser()
+    if os.environ.get("LESIONLIB_CACHE"):
+        return Path(os.environ["LESIONLIB_CACHE"]).expanduser()
+    return project_root() / ".cache" / "lesionlib"
+
+
+def _cache_check(args) -> int:
+    from .cache import RunCache
+
+    cache = RunCache(_cache_root(args.cache))
+    bad = cache.check()
+    n = len(cache.entries())
+    if not bad:
+        print(f"{cache.root}: {n} runs, all sound")
+        return 0
+    for key, problems in bad.items():
+        print(f"{key}: {'; '.join(problems)}", file=sys.stderr)
+        if args.fix:
+            cache.remove(key)
+    if args.fix:
+        print(f"{cache.root}: removed {len(bad)} bad entries or temporary directories; {len(cache.entries())} "
+              "sound runs remain")
+        return 0
+    print(f"{cache.root}: {len(bad)} of {n} entries unsound or left over; `lesionlib cache check --fix` deletes them "
+          "(they are retrained when needed)", file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="lesionlib", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -87,6 +123,12 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--margin", type=float, default=0.25)
     p.set_defaults(func=_data_prepare)
+    c = sub.add_parser("cache", help="inspect the run cache").add_subparsers(dest="cache_cmd", required=True)
+    k = c.add_parser("check", help="verify every finished run (files parse, key matches, weights load)")
+    k.add_argument("--cache", help="run cache root (default: $LESIONLIB_CACHE or .cache/lesionlib in the project)")
+    k.add_argument("--fix", action="store_true", help="delete bad entries and leftover temporary directories "
+                   "(not while a run is writing to the cache)")
+    k.set_defaults(func=_cache_check)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -103,6 +103,9 @@ def file_model(path) -> Model:
         raise GenericWeightsError(f"cannot read {path} as a PyTorch state dict ({type(err).__name__}: {err})") from None
     if isinstance(sd, dict) and "state_dict" in sd:
         sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
+        raise GenericWeightsError(f"{path} holds a {type(sd).__name__}, not a state dict (a mapping of parameter "
+                                  "names to tensors); save one with torch.save(model.state_dict(), path)")
     body = _torchvision_to_lesionlib(sd) if any(k.startswith("features.") for k in sd) else \
         {k: v for k, v in sd.items() if k.startswith("0.")}
     ref = {"0.0." + k[len("features."):]: v.shape for k, v in densenet201().state_dict().items()

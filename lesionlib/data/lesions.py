@@ -29,6 +29,13 @@ class LesionSet:
                 raise ValueError(f"LesionSet: {name} has {len(getattr(self, name))} entries but images has {n}")
         if self.images.ndim != 3:
             raise ValueError(f"LesionSet: images must be (N, H, W), got shape {self.images.shape}")
+        if np.shape(self.masks) != self.images.shape:
+            raise ValueError(f"LesionSet: masks have shape {np.shape(self.masks)} but images {self.images.shape}")
+        # NaN pixels would train to NaN losses and silently useless models: refuse them here, at the source.
+        bad = np.flatnonzero(~np.isfinite(self.images).reshape(n, -1).all(axis=1)) if n else []
+        if len(bad):
+            raise ValueError(f"LesionSet: {len(bad)} of {n} images hold NaN or infinite values (e.g. lesion "
+                             f"{self.ids[bad[0]]}); fix or drop those lesions")
         if n and (self.labels.min() < 0):
             raise ValueError("LesionSet: labels must be non-negative class indices (lesions: 0 benign, 1 malignant)")
 

@@ -66,10 +66,20 @@ def load_lesions(path) -> LesionSet:
     missing = [f for f in ("index.csv", "crops.npz", "meta.json") if not (path / f).is_file()]
     if missing:
         raise PreparedSetError(f"prepared set {path} is incomplete: {', '.join(missing)} missing; prepare it again")
-    index = pd.read_csv(path / "index.csv", dtype={"lesion_id": str, "patient": str, "origin": str})
+    try:
+        index = pd.read_csv(path / "index.csv", dtype={"lesion_id": str, "patient": str, "origin": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:  # empty, binary or ragged file
+        raise PreparedSetError(f"cannot read {path / 'index.csv'} ({type(err).__name__}: {err}); prepare the set "
+                               "again") from None
     if list(index.columns) != INDEX_COLUMNS:
         raise PreparedSetError(f"{path / 'index.csv'} has columns {list(index.columns)}, expected {INDEX_COLUMNS}")
-    meta = json.loads((path / "meta.json").read_text())
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise PreparedSetError(f"cannot read {path / 'meta.json'} ({type(err).__name__}: {err}); prepare the set "
+                               "again") from None
+    if not isinstance(meta, dict) or not {"organ", "source"} <= set(meta):
+        raise PreparedSetError(f"{path / 'meta.json'} does not name the organ and source; prepare the set again")
     try:
         with np.load(path / "crops.npz", allow_pickle=False) as z:
             images, masks = z["images"], z["masks"]
@@ -79,6 +89,12 @@ def load_lesions(path) -> LesionSet:
     problems = []
     if len(index) != len(images) or len(images) != len(masks):
         problems.append(f"index.csv has {len(index)} rows but crops.npz holds {len(images)} images and {len(masks)} masks")
+    if images.ndim != 3 or masks.shape != images.shape:
+        problems.append(f"crops.npz images {images.shape} and masks {masks.shape} are not matching (N, H, W) stacks")
+    # An empty patient cell would read as the string 'nan' and merge unrelated lesions into one patient.
+    empty = [c for c in ("lesion_id", "patient") if index[c].isna().any() or (index[c].str.strip() == "").any()]
+    if empty:
+        problems.append(f"empty {' and '.join(empty)} values in index.csv")
     if not index["row"].equals(pd.Series(np.arange(len(index)))):
         problems.append("index.csv rows are not 0..N-1 in order")
     if index["lesion_id"].duplicated().any():
