@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,18 +24,37 @@ from .profile import DIRECTIONS, load_params, profile_path, project_root
 
 @dataclass(frozen=True)
 class Page:
-    """One notebook of the grid, executed once per direction (or once if `directions` is empty)."""
+    """One notebook of the grid, executed once per direction (or once if `directions` is empty).
+
+    `summary` pages read the runs of the pages before them: they are executed again whenever one of
+    those was.
+    """
 
     section: str
     notebook: str
     directions: tuple = ()
+    summary: bool = False
+    inputs: tuple = ()  # files (relative to the project) whose content the page shows
+
+    def staged(self, direction: str | None) -> str:
+        """Where the executed notebook goes in the staged book: one file per direction."""
+        return self.notebook if direction is None else self.notebook.replace(".ipynb", f"_{direction}.ipynb")
 
 
+BOTH = tuple(DIRECTIONS)
 GRID = (
+    Page("method", "book/method.ipynb"),
     Page("data", "book/data_phantom.ipynb"),
     Page("brain", "book/data_brain.ipynb"),
     Page("lung", "book/data_lung.ipynb"),
-    Page("fig1", "book/fig1.ipynb", ("brain_to_lung",)),
+    Page("fig1", "book/fig1.ipynb", BOTH),
+    Page("fig2", "book/fig2.ipynb", BOTH),
+    Page("fig3", "book/fig3.ipynb", BOTH),
+    Page("fig4", "book/fig4.ipynb", BOTH),
+    Page("fig5", "book/fig5.ipynb", BOTH),
+    Page("conclusions", "book/conclusions.ipynb", summary=True),
+    Page("appendix", "book/reproducibility.ipynb", summary=True,
+         inputs=("benchmarks/results/latest.json",)),
 )
 
 
@@ -42,13 +62,15 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _fingerprint(src: Path, params: dict) -> dict:
-    """What a staged notebook depends on: its cells' sources (not their stored outputs) and its parameters."""
+def _fingerprint(src: Path, params: dict, inputs=()) -> dict:
+    """What a staged notebook depends on: its cells' sources (not their stored outputs), its parameters
+    and the files it reads."""
     import hashlib
 
     cells = [[c.cell_type, c.source] for c in nbformat.read(src, as_version=4).cells]
     digest = hashlib.sha256(json.dumps(cells).encode()).hexdigest()
-    return {"source_sha256": digest, "parameters": params}
+    files = {str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() if Path(f).is_file() else None for f in inputs}
+    return {"source_sha256": digest, "parameters": params, **({"inputs": files} if files else {})}
 
 
 def _is_current(out: Path, fp: dict) -> bool:
@@ -61,7 +83,18 @@ def _is_current(out: Path, fp: dict) -> bool:
     return meta.get("fingerprint") == json.loads(json.dumps(fp)) and meta.get("complete") is True
 
 
-def execute_page(src: Path, out: Path, params: dict, root: Path) -> float:
+def _title_direction(nb, direction: str) -> None:
+    """Put the direction into the page title ('# Fig 1: ...' -> '# Fig 1 (brain → lung): ...')."""
+    source, target = DIRECTIONS[direction]
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            head, _, rest = cell.source.partition("\n")
+            name, colon, title = head.partition(":")
+            cell.source = f"{name} ({source} → {target}){colon}{title}\n{rest}"
+            return
+
+
+def execute_page(src: Path, out: Path, params: dict, root: Path, inputs=()) -> float:
     """Run one notebook with papermill into `out` atomically; returns seconds taken."""
     import papermill as pm
 
@@ -76,7 +109,9 @@ def execute_page(src: Path, out: Path, params: dict, root: Path) -> float:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "hide-cell" not in tags:
             cell.metadata["tags"] = tags + ["hide-cell"]
-    nb.metadata["lesionlib"] = {"fingerprint": _fingerprint(src, params), "complete": True}
+    if params.get("direction"):
+        _title_direction(nb, params["direction"])
+    nb.metadata["lesionlib"] = {"fingerprint": _fingerprint(src, params, inputs), "complete": True}
     nbformat.write(nb, tmp)
     os.replace(tmp, out)
     return time.perf_counter() - t0
@@ -100,8 +135,14 @@ def stage_book(stage: Path, root: Path) -> list:
     for part in toc.get("parts", []):
         keep = []
         for ch in part["chapters"]:
-            exists = (stage / f"{ch['file']}.md").exists() or (stage / f"{ch['file']}.ipynb").exists()
-            (keep if exists else left_out).append(ch if exists else ch["file"])
+            # a page executed per direction becomes one chapter per direction
+            variants = [f"{ch['file']}_{d}" for d in DIRECTIONS if (stage / f"{ch['file']}_{d}.ipynb").exists()]
+            if (stage / f"{ch['file']}.md").exists() or (stage / f"{ch['file']}.ipynb").exists():
+                keep.append(ch)
+            elif variants:
+                keep.extend({"file": v} for v in variants)
+            else:
+                left_out.append(ch["file"])
         part["chapters"] = keep
     toc["parts"] = [p for p in toc.get("parts", []) if p["chapters"]]
     (stage / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
@@ -119,6 +160,45 @@ def build_html(stage: Path, output: Path) -> Path:
         sys.stderr.write(done.stdout[-20000:] + done.stderr[-20000:])
         raise RuntimeError(f"jupyter-book build failed (exit {done.returncode}); see the messages above")
     return output / "_build" / "html"
+
+
+def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool, timings: dict) -> None:
+    """Execute the grid's (page, direction) jobs in order, skipping pages that are up to date."""
+    executed = False
+    for i, (page, direction) in enumerate(jobs, 1):
+        src = root / page.notebook
+        out = stage / page.staged(direction)
+        p = dict(params, **({"direction": direction} if direction else {}))
+        label = page.section + (f" [{direction}]" if direction else "")
+        inputs = [root / f.format(profile=name) for f in page.inputs]
+        if not force and not (page.summary and executed) and _is_current(out, _fingerprint(src, p, inputs)):
+            _log(f"[{i}/{len(jobs)}] {label}: up to date")
+            continue
+        _log(f"[{i}/{len(jobs)}] {label}: executing {page.notebook} on profile {name} ...")
+        timings[label] = execute_page(src, out, p, root, inputs)
+        executed = True
+        _log(f"[{i}/{len(jobs)}] {label}: done in {timings[label]:.0f} s")
+
+
+@contextmanager
+def shared_cluster(params: dict):
+    """One Dask LocalCluster for the whole grid when the profile asks for workers and names no scheduler.
+
+    Its address goes to the notebooks' kernels through $LESIONLIB_SCHEDULER, so worker processes (and
+    the data sets they loaded) stay warm from page to page.
+    """
+    from .dispatch import ENV, local_cluster
+
+    if not params.get("workers") or params.get("scheduler") or os.environ.get(ENV):
+        yield
+        return
+    with local_cluster(params["workers"]) as cluster:
+        os.environ[ENV] = cluster.scheduler_address
+        _log(f"Dask: {params['workers']} local workers at {cluster.scheduler_address}")
+        try:
+            yield
+        finally:
+            os.environ.pop(ENV, None)
 
 
 def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False,
@@ -140,21 +220,16 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
     bad = sorted(set(directions or []) - set(DIRECTIONS))
     if bad:
         raise ValueError(f"unknown direction(s) {bad}; allowed: {', '.join(DIRECTIONS)}")
+    expected = {page.staged(d) for page in GRID for d in (page.directions or (None,))}
+    for old in (stage / "book").glob("*.ipynb") if (stage / "book").is_dir() else []:
+        if f"book/{old.name}" not in expected:  # a page this grid no longer makes (e.g. before per-direction pages)
+            old.unlink()
     jobs = [(p, d) for p in GRID if not sections or p.section in sections
             for d in (p.directions or (None,)) if d is None or not directions or d in directions]
     timings = {}
     t_all = time.perf_counter()
-    for i, (page, direction) in enumerate(jobs, 1):
-        src = root / page.notebook
-        out = stage / page.notebook
-        p = dict(params, **({"direction": direction} if direction else {}))
-        label = page.section + (f" [{direction}]" if direction else "")
-        if not force and _is_current(out, _fingerprint(src, p)):
-            _log(f"[{i}/{len(jobs)}] {label}: up to date")
-            continue
-        _log(f"[{i}/{len(jobs)}] {label}: executing {page.notebook} on profile {name} ...")
-        timings[label] = execute_page(src, out, p, root)
-        _log(f"[{i}/{len(jobs)}] {label}: done in {timings[label]:.0f} s")
+    with shared_cluster(params):
+        _execute(jobs, stage, root, params, name, force, timings)
     timings["notebooks"] = time.perf_counter() - t_all
     if build:
         left_out = stage_book(stage, root)

@@ -54,3 +54,41 @@ def best_arm(scores: dict, decimals: int | None = None) -> str:
         return (round(r, decimals), round(p, decimals)) if decimals is not None else (r, p)
     top = max(key(v) for v in scores.values())
     return "=".join(name for name, v in scores.items() if key(v) == top)
+
+
+def _rp_vectorized(y_true, y_pred, axis=-1):
+    """Recall and precision along `axis` (vectorised for scipy's bootstrap; 0 where undefined, as above)."""
+    tp = np.sum((y_true == 1) & (y_pred == 1), axis=axis)
+    pos, called = np.sum(y_true == 1, axis=axis), np.sum(y_pred == 1, axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pos > 0, tp / np.maximum(pos, 1), 0.0), np.where(called > 0, tp / np.maximum(called, 1), 0.0)
+
+
+def bootstrap_interval(y_true, y_pred, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile bootstrap intervals of R and P over the test lesions of one run -> {'recall': (lo, hi), ...}."""
+    import warnings
+
+    from scipy.stats import bootstrap
+
+    y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
+    out = {}
+    for i, name in enumerate(("recall", "precision")):
+        with warnings.catch_warnings():  # a run that calls nothing malignant has a degenerate, but valid, interval
+            warnings.simplefilter("ignore")
+            res = bootstrap((y_true, y_pred), lambda t, p, axis=-1: _rp_vectorized(t, p, axis)[i], paired=True,
+                            vectorized=True, n_resamples=n_resamples, confidence_level=level,
+                            method="percentile", random_state=np.random.default_rng(seed))
+        out[name] = (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return out
+
+
+def seed_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): a Student-t interval of the mean over seeds (low = high = mean for one seed)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if len(v) < 2 or np.all(v == v[0]):
+        return m, m, m
+    lo, hi = stats.t.interval(level, len(v) - 1, loc=m, scale=stats.sem(v))
+    return m, float(lo), float(hi)

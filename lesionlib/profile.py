@@ -36,6 +36,8 @@ class Profile:
     target_sizes: dict
     source_sizes: dict
     seeds: list
+    cv_folds: int
+    bootstrap: int
     epochs: int
     patience: int
     lr: float
@@ -58,6 +60,8 @@ class Profile:
     lidc_table_patients: int | None
     cache_dir: str | None
     device: str
+    workers: int
+    scheduler: str | None
 
     @classmethod
     def keys(cls) -> tuple:
@@ -108,6 +112,14 @@ class Profile:
             need(vals == sorted(vals, reverse=True), name, f"must decrease from High to VLow, got {vals}")
         need(isinstance(self.seeds, list) and self.seeds and all(isinstance(s, int) for s in self.seeds), "seeds",
              f"must be a non-empty list of integers, got {self.seeds!r}")
+        need(isinstance(self.cv_folds, int) and self.cv_folds >= 2, "cv_folds",
+             f"must be an integer >= 2 (folds of Fig 3's cross-validation), got {self.cv_folds!r}")
+        need(isinstance(self.bootstrap, int) and self.bootstrap >= 0, "bootstrap",
+             f"must be an integer >= 0 (test-set resamples for single-run intervals; 0: none), got {self.bootstrap!r}")
+        need(isinstance(self.workers, int) and self.workers >= 0, "workers",
+             f"must be an integer >= 0 (Dask worker processes; 0: train in the notebook's process), got {self.workers!r}")
+        need(self.scheduler is None or (isinstance(self.scheduler, str) and "://" in self.scheduler), "scheduler",
+             f"must be null or a Dask scheduler address like 'tcp://host:8786', got {self.scheduler!r}")
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "must be an integer >= 1")
         need(isinstance(self.patience, int) and self.patience >= 1, "patience", "must be an integer >= 1")
         need(0 < self.lr < 1, "lr", f"must lie in (0, 1), got {self.lr!r}")

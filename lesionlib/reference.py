@@ -11,7 +11,7 @@ from importlib import resources
 import yaml
 
 CITATION = ("Krishnan, Khincha, Vig, Dash, Srinivasan: A Case Study of Transfer of Lesion-Knowledge "
-            "(Section 5, Fig. 1-3)")
+            "(Section 5, Fig. 1-5)")
 
 
 @lru_cache(maxsize=1)
@@ -32,3 +32,12 @@ def paper_table(fig: str, direction: str):
     df = pd.DataFrame.from_dict(data, orient="index")
     df.columns = pd.MultiIndex.from_tuples(df.columns)
     return df
+
+
+def paper_ranges(direction: str):
+    """The paper's Fig 3: min and max of R and P over its 5 folds, per arm it reports."""
+    import pandas as pd
+
+    rows = reported()["fig3"][direction]
+    return pd.DataFrame({arm: {"R min": v["R"][0], "R max": v["R"][1], "P min": v["P"][0], "P max": v["P"][1]}
+                         for arm, v in rows.items()}).T

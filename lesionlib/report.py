@@ -10,27 +10,65 @@ import pandas as pd
 import torch
 
 from . import generic
-from .experiment import ARM_LABELS, ARMS
-from .metrics import best_arm
+from .experiment import ARM_LABELS, ARMS, PAPER_ARMS
+from .metrics import best_arm, seed_interval
 from .profile import SIZE_NAMES, Profile
 from .reference import paper_table
 
 
-def arm_table(frame: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
-    """Mean R and P over seeds per (size, arm) -> rows = size names, columns (arm, R/P), plus 'best'."""
-    g = frame.groupby(["size", "arm"])[["recall", "precision"]].mean()
+def arm_table(frame: pd.DataFrame, row: str = "size", decimals: int = 2) -> pd.DataFrame:
+    """Mean R and P over seeds per (row, arm) -> rows = size names, columns (arm, R/P), plus the best arm.
+
+    'best' applies the paper's lexicographic rule to the paper's three arms, so that it compares with
+    the paper's bold cells; 'best+' also admits our LesOnly arm.
+    """
+    g = frame.groupby([row, "arm"])[["recall", "precision"]].mean()
+    arms = [a for a in ARMS if a in set(frame["arm"])]
     rows = {}
-    for size in [s for s in SIZE_NAMES if s in set(frame["size"])]:
-        row = {}
-        for arm in ARMS:
-            r, p = g.loc[(size, arm)]
-            row[(arm, "R")], row[(arm, "P")] = round(float(r), decimals), round(float(p), decimals)
-        row[("best", "")] = best_arm({a: (row[(a, "R")], row[(a, "P")]) for a in ARMS})
-        rows[size] = row
+    for name in [s for s in SIZE_NAMES if s in set(frame[row])] or sorted(set(frame[row])):
+        out = {}
+        for arm in arms:
+            r, p = g.loc[(name, arm)]
+            out[(arm, "R")], out[(arm, "P")] = round(float(r), decimals), round(float(p), decimals)
+        pairs = {a: (out[(a, "R")], out[(a, "P")]) for a in arms}
+        out[("best", "")] = best_arm({a: v for a, v in pairs.items() if a in PAPER_ARMS})
+        if "lesonly" in pairs:
+            out[("best+", "")] = best_arm(pairs)
+        rows[name] = out
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.columns = pd.MultiIndex.from_tuples(df.columns)
-    df.index.name = "|d_t|"
+    df.index.name = {"size": "|d_t|", "source size": "|d_s|"}.get(row, row)
     return df
+
+
+def interval_table(frame: pd.DataFrame, row: str = "size") -> pd.DataFrame:
+    """'mean [low, high]' of R and P per (row, arm): a 95 % interval over seeds when there are several,
+    else the run's bootstrap interval over its test lesions."""
+    arms = [a for a in ARMS if a in set(frame["arm"])]
+    out = {}
+    for (name, arm), g in frame.groupby([row, "arm"], sort=False):
+        for m, label in (("recall", "R"), ("precision", "P")):
+            if g["seed"].nunique() >= 2:
+                mean, lo, hi = seed_interval(g[m])
+            elif f"{m}_lo" in g:
+                mean, lo, hi = float(g[m].iloc[0]), float(g[f"{m}_lo"].iloc[0]), float(g[f"{m}_hi"].iloc[0])
+            else:
+                mean = lo = hi = float(g[m].iloc[0])
+            out.setdefault(name, {})[(arm, label)] = f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+    order = [s for s in SIZE_NAMES if s in out] or sorted(out)
+    df = pd.DataFrame.from_dict({k: out[k] for k in order}, orient="index")
+    df = df[[(a, m) for a in arms for m in ("R", "P")]]
+    df.columns = pd.MultiIndex.from_tuples(df.columns)
+    df.index.name = {"size": "|d_t|", "source size": "|d_s|"}.get(row, row)
+    return df
+
+
+def interval_kind(frame: pd.DataFrame) -> str:
+    """Which interval `interval_table` shows, in words."""
+    n = frame["seed"].nunique()
+    if n >= 2:
+        return f"a 95 % Student-t interval of the mean over {n} seeds"
+    return "a 95 % percentile-bootstrap interval over the test lesions of the single run (one seed)"
 
 
 def side_by_side(ours: pd.DataFrame, fig: str, direction: str) -> pd.DataFrame:
@@ -48,8 +86,9 @@ def styled(table: pd.DataFrame):
         styles = pd.Series("", index=row.index)
         for src in {c[0] for c in row.index if len(c) == 3} or {None}:
             key = (src, "best", "") if src else ("best", "")
-            winners = str(row[key]).split("=")
-            for arm in winners:
+            if key not in row.index or not isinstance(row[key], str):
+                continue
+            for arm in row[key].split("="):
                 for m in "RP":
                     styles[(src, arm, m) if src else (arm, m)] = "font-weight: bold"
         return styles
@@ -74,7 +113,8 @@ def provenance(P: Profile, wall_seconds: float, runs_trained: int | None = None,
         "Data source": P.data_source + (" (offline generator, `lesionlib.data.phantom`)" if P.data_source == "phantom"
                                         else f" (`{P.data_dir}`)"),
         "Generic weights G": generic.describe(P.generic),
-        "Seeds": ", ".join(map(str, P.seeds)),
+        "Seeds": ", ".join(map(str, P.seeds)) + (" (intervals over seeds)" if len(P.seeds) > 1 else
+                                                 f" (intervals: {P.bootstrap} bootstrap resamples of the test set)"),
         "Image size": f"{P.image_size}×{P.image_size}",
         "Training": f"Adam lr {P.lr:g}, batch {P.batch_size}, ≤ {P.epochs} epochs, patience {P.patience}, "
                     f"validation share {P.valid_frac:g}",

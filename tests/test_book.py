@@ -21,7 +21,8 @@ def test_papermill_runs_a_page_with_a_params_file(tmp_path):
     pm.execute_notebook(str(ROOT / "book/fig1.ipynb"), str(out), parameters=dict(params, direction="lung_to_brain"),
                         prepare_only=True)
     injected = next(c for c in nbformat.read(out, 4).cells if "injected-parameters" in c.metadata.get("tags", []))
-    assert "image_size = 64" in injected.source and 'direction = "lung_to_brain"' in injected.source
+    assert f"image_size = {params['image_size']}" in injected.source
+    assert 'direction = "lung_to_brain"' in injected.source
 
 
 def test_every_grid_notebook_and_book_page_is_in_the_toc():
@@ -77,3 +78,23 @@ def test_refreshing_stored_outputs_does_not_invalidate_staged_pages(tmp_path):
     nb.cells[0].source += " (edited)"
     nbformat.write(nb, copy)
     assert _fingerprint(copy, {"a": 1}) != _fingerprint(src, {"a": 1})
+
+
+def test_pages_run_per_direction_become_one_chapter_each_with_the_direction_in_the_title(tmp_path):
+    import yaml
+    from lesionlib.grid import GRID, _title_direction, stage_book
+    stage = tmp_path / "stage"
+    (stage / "book").mkdir(parents=True)
+    fig1 = next(p for p in GRID if p.section == "fig1")
+    assert fig1.directions == ("brain_to_lung", "lung_to_brain")
+    for d in fig1.directions:
+        nb = nbformat.read(ROOT / "book/fig1.ipynb", 4)
+        _title_direction(nb, d)
+        nbformat.write(nb, stage / fig1.staged(d))
+    left_out = stage_book(stage, ROOT)
+    toc = yaml.safe_load((stage / "_toc.yml").read_text())
+    results = next(p for p in toc["parts"] if p["caption"] == "Results")
+    assert results["chapters"] == [{"file": "book/fig1_brain_to_lung"}, {"file": "book/fig1_lung_to_brain"}]
+    assert "book/fig2" in left_out and "book/conclusions" in left_out  # not executed: left out, never stale
+    title = nbformat.read(stage / "book/fig1_lung_to_brain.ipynb", 4).cells[0].source.splitlines()[0]
+    assert title.startswith("# Fig 1 (lung → brain): ")

@@ -13,7 +13,8 @@ def tiny_profile(cache_dir):
     p = load_profile("smoke")
     return replace(p, image_size=32, test_size=8, target_sizes={"High": 12}, source_sizes={
         "brain": {"High": 16}, "lung": {"High": 12}}, epochs=1, patience=1, batch_size=8, generic_size=30,
-        phantom_pool={"brain": 28, "lung": 24}, phantom_slice_size=64, cache_dir=str(cache_dir), device="cpu")
+        phantom_pool={"brain": 28, "lung": 24}, phantom_slice_size=64, cache_dir=str(cache_dir), device="cpu",
+        cv_folds=2, bootstrap=50, workers=0, scheduler=None)
 
 
 def test_arms_nest_their_parents(cache_dir):
@@ -26,6 +27,9 @@ def test_arms_nest_their_parents(cache_dir):
     assert lesaug["init"]["role"] == "source" and lesaug["init"]["sample"]["data"]["organ"] == "brain"
     assert lesaug["init"]["init"] == lesagn["init"]  # LesAug's source starts from the same G
     assert lesaug["sample"]["data"]["organ"] == "lung"
+    lesonly = arm_spec(P, "lesonly", "brain_to_lung", 12, 16, 0)
+    assert lesonly["init"]["role"] == "source" and lesonly["init"]["init"] is None  # Learn(d_s), no G
+    assert lesonly["init"]["sample"] == lesaug["init"]["sample"]  # the same source lesions as LesAug
     with pytest.raises(ValueError, match="unknown arm 'lesonly2'"):
         arm_spec(P, "lesonly2", "brain_to_lung", 12, 16, 0)
     with pytest.raises(ValueError, match="unknown direction"):
@@ -35,17 +39,20 @@ def test_arms_nest_their_parents(cache_dir):
 def test_every_arm_end_to_end_and_the_cache_is_reused(cache_dir):
     P = tiny_profile(cache_dir)
     specs = fig1_specs(P, "brain_to_lung")
-    assert len(specs) == 3 and len(unique_runs(specs.values())) == 5  # 3 targets + source + G
+    assert len(specs) == 4 and len(unique_runs(specs.values())) == 7  # 4 targets + 2 sources + G
     r = Runner(P, log=lambda m: None)
     results = r.run_all(specs.values())
-    assert r.trained == 5
+    assert r.trained == 7
     for res in results:
         s = res["scores"]
         assert 0 <= s["recall"] <= 1 and 0 <= s["precision"] <= 1 and s["n"] == 8
         assert len(res["probs"]) == 8
-    frame = results_frame(specs, results)
+    frame = results_frame(specs, results, bootstrap=50)
+    assert (frame.recall_lo <= frame.recall + 1e-9).all() and (frame.recall <= frame.recall_hi + 1e-9).all()
     table = arm_table(frame)
     assert list(table.index) == ["High"] and table[("best", "")].iloc[0]
+    assert "lesonly" not in table[("best", "")].iloc[0]  # 'best' compares the paper's arms only
+    assert ("best+", "") in table.columns
     both = side_by_side(table, "fig1", "brain_to_lung")
     assert both[("paper", "lesaug", "R")].iloc[0] == 0.96
     again = Runner(P, log=lambda m: None)
@@ -92,3 +99,45 @@ def test_spec_key_changes_with_anything_that_changes_the_model(cache_dir):
     assert spec_key(a) != spec_key(arm_spec(replace(P, generic_size=31), "lesaug", "brain_to_lung", 12, 16, 0))
     assert spec_key(a) != spec_key(arm_spec(P, "lesaug", "brain_to_lung", 12, 16, 1))
     assert spec_key(a) == spec_key(arm_spec(replace(P, device="cuda"), "lesaug", "brain_to_lung", 12, 16, 0))
+
+
+def test_figure_grids_share_runs_and_count_as_the_paper_describes(cache_dir):
+    from lesionlib.experiment import FIGURES, grid_specs
+
+    P = replace(load_profile("quick"), cache_dir=str(cache_dir))
+    d = "brain_to_lung"
+    f1, f2, f3, f4, f5 = (FIGURES[f](P, d) for f in ("fig1", "fig2", "fig3", "fig4", "fig5"))
+    assert len(f1) == 4 * 4 and len(f2) == 4 * 4 and len(f3) == P.cv_folds * 4 and len(f4) == 16 and len(f5) == 4
+    # Fig 2: Base and LesAgn do not depend on the source size -> one run each for all rows
+    assert len({spec_key(s) for (row, arm, _), s in f2.items() if arm in ("base", "lesagn")}) == 2
+    # the High rows of Fig 1 and Fig 2 are the same runs; Fig 4's cells include both
+    assert spec_key(f1[("High", "lesaug", 0)]) == spec_key(f2[("High", "lesaug", 0)]) == spec_key(f4[("High", "High", 0)])
+    assert spec_key(f5[("lesaug", 0)]) == spec_key(f1[("VLow", "lesaug", 0)])
+    # Fig 3's folds are distinct runs, with distinct validation folds of one sample
+    assert len({spec_key(s) for s in f3.values()}) == len(f3)
+    assert {s["sample"]["fold"] for s in f3.values()} == set(range(P.cv_folds))
+    # per direction and seed: 8 source models (4 sizes x {from G, from scratch}) + 16 + 6 + 9 + 20 targets
+    allruns = unique_runs([s for specs in grid_specs(P, (d,)).values() for s in specs.values()])
+    assert len(allruns) == 1 + 8 + 16 + 6 + 9 + 4 * P.cv_folds
+    order = [spec_key(s) for s in allruns]  # parents come before the runs that start from them
+    for i, s in enumerate(allruns):
+        if s["role"] != "generic" and s["init"] is not None:
+            assert order.index(spec_key(s["init"])) < i
+
+
+def test_cross_validation_folds_are_patient_disjoint_and_cover_the_sample(cache_dir):
+    import numpy as np
+    from lesionlib.experiment import fig3_specs
+
+    P = replace(tiny_profile(cache_dir), target_sizes={"High": 16}, phantom_pool={"brain": 28, "lung": 28})
+    r = Runner(P, log=lambda m: None)
+    specs = fig3_specs(P, "brain_to_lung")
+    seen = []
+    for k in range(P.cv_folds):
+        train, valid = r.training_set(specs[(k, "base", 0)]["sample"])
+        assert not set(train.patients) & set(valid.patients)
+        seen.extend(valid.ids)
+        assert len(train) + len(valid) == 16
+    assert sorted(seen) == sorted(set(seen)) and len(seen) == 16  # every lesion validates exactly once
+    test = r.test_set(specs[(0, "base", 0)]["sample"])
+    assert not set(test.patients) & set(np.concatenate([train.patients, valid.patients]))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .lesions import LesionSet
 from .registry import SOURCES, build_lesions, register_source
-from .splits import draw_test, nested_sample, patient_split
+from .splits import draw_test, nested_sample, patient_folds, patient_split
 from .store import PreparedSetError, load_lesions, save_lesions
 
-__all__ = ["LesionSet", "SOURCES", "build_lesions", "register_source", "draw_test", "nested_sample",
+__all__ = ["LesionSet", "SOURCES", "build_lesions", "register_source", "draw_test", "nested_sample", "patient_folds",
            "patient_split", "load_lesions", "save_lesions", "PreparedSetError"]

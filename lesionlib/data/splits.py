@@ -74,3 +74,15 @@ def patient_split(ds, idx, valid_frac: float, seed: int):
     if len(train) == 0:
         raise ValueError(f"{len(idx)} lesions are too few to hold out a validation split of {valid_frac:.0%}")
     return train, valid
+
+
+def patient_folds(ds, idx, k: int, seed: int):
+    """`k` patient-disjoint, class-stratified folds of `idx` -> list of (train, valid) index arrays."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    idx = np.asarray(idx)
+    if len(np.unique(ds.patients[idx])) < k:
+        raise ValueError(f"{len(idx)} {ds.organ} lesions of {len(np.unique(ds.patients[idx]))} patients "
+                         f"cannot be split into {k} patient-disjoint folds; lower cv_folds or raise the size")
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(idx[tr], idx[va]) for tr, va in cv.split(idx, ds.labels[idx], ds.patients[idx])]

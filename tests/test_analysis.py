@@ -1,0 +1,103 @@
+"""The analysis behind Fig 3, Fig 5 and the Conclusions page, on synthetic results (no training)."""
+import pandas as pd
+import pytest
+
+from lesionlib import analysis
+from lesionlib.metrics import bootstrap_interval, recall_precision, seed_interval
+from lesionlib.report import interval_table
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["size", "arm", "seed", "recall", "precision", "f2"])
+
+
+def test_fold_ranges_are_min_max_per_arm():
+    f = pd.DataFrame({"arm": ["lesagn"] * 3 + ["lesaug"] * 3, "recall": [.1, .5, .9, .6, .7, .65],
+                      "precision": [.2, .2, .8, .5, .5, .5], "f2": [.1, .4, .8, .6, .6, .6]})
+    r = analysis.fold_ranges(f)
+    assert r.loc["lesagn", "R spread"] == pytest.approx(0.8) and r.loc["lesaug", "R spread"] == pytest.approx(0.1)
+    assert r.loc["lesaug", "P spread"] == 0 and r.loc["lesagn", "P max"] == 0.8
+
+
+def test_loss_curves_are_normalised_by_bases_untrained_loss():
+    specs = {("base", 0): {}, ("lesaug", 0): {}}
+    hist = lambda *v: [{"epoch": i, "valid_loss": x} for i, x in enumerate(v)]
+    results = [{"history": hist(0.8, 0.7, 0.6), "fit": {"best_epoch": 2, "seconds": 10.0, "epochs_run": 2}},
+               {"history": hist(0.4, 0.3, 0.35), "fit": {"best_epoch": 1, "seconds": 6.0, "epochs_run": 2}}]
+    c = analysis.loss_curves(specs, results)
+    assert c[(c.arm == "base") & (c.epoch == 0)].normalised.iloc[0] == 1.0
+    assert c[(c.arm == "lesaug") & (c.epoch == 0)].normalised.iloc[0] == pytest.approx(0.5)
+    conv = analysis.convergence(c)
+    assert list(conv.index) == ["base", "lesaug"]
+    assert conv.loc["lesaug", "best epoch"] == 1 and conv.loc["lesaug", "seconds to best"] == pytest.approx(3.0)
+    assert conv.loc["lesaug", "best"] == pytest.approx(0.3 / 0.8)
+
+
+def _fake_figures(monkeypatch, good: bool):
+    """Make every figure of the analysis read synthetic runs; `good`: LesAug as the paper found it."""
+    sizes = ["High", "Medium", "Low", "VLow"]
+    aug = [0.9] * 4 if good else [0.9, 0.6, 0.3, 0.1]  # LesAug's recall from High to VLow
+    agn = [0.6, 0.5, 0.4, 0.3]
+
+    def figure_frame(runner, fig, direction, bootstrap=None):
+        if fig == "fig3":
+            spread = [.6, .6, .6] if good else [.1, .5, .95]
+            return pd.DataFrame({"arm": ["lesagn"] * 3 + ["lesaug"] * 3, "recall": [.2, .5, .8] + spread,
+                                 "precision": [.5, .6, .7, .6, .6, .6], "f2": [0.0] * 6})
+        row = "size" if fig == "fig1" else "source size"
+        rows = []
+        for i, s in enumerate(sizes):
+            rows += [{row: s, "arm": "lesagn", "seed": 0, "recall": agn[i], "precision": 0.6},
+                     {row: s, "arm": "lesaug", "seed": 0, "recall": aug[i], "precision": 0.6}]
+        return pd.DataFrame(rows)
+
+    def figure_runs(runner, fig, direction):
+        specs = {(a, 0): {} for a in ("base", "lesagn", "lesaug")}
+        start = {"base": 1.0, "lesagn": 0.9, "lesaug": 0.5 if good else 1.2}
+        best = {"base": 3, "lesagn": 3, "lesaug": 1 if good else 4}
+        return specs, [{"history": [{"epoch": 0, "valid_loss": start[a]}, {"epoch": 1, "valid_loss": start[a] / 2}],
+                        "fit": {"best_epoch": best[a], "seconds": 1.0, "epochs_run": 4}} for a in ("base", "lesagn", "lesaug")]
+
+    monkeypatch.setattr(analysis, "figure_frame", figure_frame)
+    monkeypatch.setattr(analysis, "figure_runs", figure_runs)
+
+
+def test_claims_follow_the_runs_both_ways(monkeypatch):
+    class R:
+        class P:
+            cv_folds = 3
+
+    _fake_figures(monkeypatch, good=True)
+    good = analysis.claims(R, "brain_to_lung")
+    # (c) reads Fig 2, where this fake LesAug's gap grows as the source shrinks: against the paper
+    assert [c["holds"] for c in good] == [True, True, False, True, True]
+    assert "4 of 4 rows" in good[0]["evidence"]
+    _fake_figures(monkeypatch, good=False)
+    bad = analysis.claims(R, "brain_to_lung")
+    assert [c["holds"] for c in bad] == [False, False, True, False, False]
+    assert "2 of 4 rows" in bad[0]["evidence"]
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_matches_sklearn():
+    import numpy as np
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.where(rng.random(200) < 0.75, y, 1 - y)
+    ci = bootstrap_interval(y, p, 500, seed=0)
+    r, pr = recall_precision(y, p)
+    assert ci["recall"][0] < r < ci["recall"][1] and ci["precision"][0] < pr < ci["precision"][1]
+    assert 0.05 < ci["recall"][1] - ci["recall"][0] < 0.3
+    from lesionlib.metrics import _rp_vectorized
+    assert _rp_vectorized(y, p) == pytest.approx((r, pr))  # the vectorised statistic is scikit-learn's
+    assert _rp_vectorized(np.array([0, 0]), np.array([0, 0])) == (0.0, 0.0)  # nothing to find: 0, as sklearn
+
+
+def test_interval_table_uses_seeds_when_there_are_several():
+    assert seed_interval([0.5])[1:] == (0.5, 0.5)
+    m, lo, hi = seed_interval([0.4, 0.5, 0.6])
+    assert m == pytest.approx(0.5) and lo < 0.4 and hi > 0.6
+    f = pd.DataFrame({"size": ["High"] * 3, "arm": ["lesaug"] * 3, "seed": [0, 1, 2], "recall": [.4, .5, .6],
+                      "precision": [.5, .5, .5]})
+    assert interval_table(f).loc["High", ("lesaug", "R")].startswith("0.50 [")
+    one = f.iloc[:1].assign(recall_lo=0.3, recall_hi=0.5, precision_lo=0.4, precision_hi=0.6)
+    assert interval_table(one).loc["High", ("lesaug", "R")] == "0.40 [0.30, 0.50]"

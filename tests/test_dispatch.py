@@ -1,0 +1,59 @@
+"""Runs on a Dask cluster and concurrent requests for one run: each run is trained once."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, replace
+
+import pytest
+
+from lesionlib.cache import RunCache, spec_key
+from lesionlib.experiment import Runner, fig1_specs, unique_runs
+
+from test_experiment import tiny_profile
+
+
+def test_runs_go_to_a_local_dask_cluster_and_land_in_the_cache(cache_dir, monkeypatch):
+    monkeypatch.delenv("LESIONLIB_SCHEDULER", raising=False)
+    P = replace(tiny_profile(cache_dir), workers=2)
+    specs = fig1_specs(P, "brain_to_lung")
+    lines = []
+    r = Runner(P, log=lines.append)
+    results = r.run_all(specs.values())
+    assert r.trained == len(unique_runs(specs.values())) == 7
+    assert any("dispatching 7 runs to Dask" in m for m in lines)
+    cache = RunCache(cache_dir)
+    assert all(cache.has(s) for s in unique_runs(specs.values()))
+    # the same answers as a run in this process would give: a second runner finds everything cached
+    again = Runner(replace(P, workers=0), log=lambda m: None)
+    assert again.run_all(specs.values()) == results and again.trained == 0
+
+
+def test_a_bad_scheduler_address_gives_one_clear_error(cache_dir, monkeypatch):
+    monkeypatch.setenv("LESIONLIB_SCHEDULER", "tcp://127.0.0.1:9")  # nothing listens on the discard port
+    P = tiny_profile(cache_dir)
+    with pytest.raises(RuntimeError, match="cannot reach the Dask scheduler 'tcp://127.0.0.1:9'"):
+        Runner(P, log=lambda m: None).run_all(fig1_specs(P, "brain_to_lung").values())
+
+
+CHILD = """
+import json, sys
+from lesionlib.experiment import Runner
+from lesionlib.profile import Profile
+P = Profile.from_mapping(json.loads(sys.argv[1]))
+spec = json.loads(sys.argv[2])
+r = Runner(P, log=lambda m: None)
+r.ensure(spec)
+print(r.trained)
+"""
+
+
+def test_two_processes_asking_for_one_run_at_once_train_it_once(cache_dir):
+    P = tiny_profile(cache_dir)
+    spec = fig1_specs(P, "brain_to_lung")[("High", "base", 0)]  # no parents: the race is on this run alone
+    args = [sys.executable, "-c", CHILD, json.dumps(asdict(P)), json.dumps(spec)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # two trainers on two cores: one thread each
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    trained = [int(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert sorted(trained) == [0, 1]  # one trained it, the other waited on the lock and reused it
+    assert RunCache(cache_dir).has(spec) and len(list((cache_dir / "runs").iterdir())) == 1
