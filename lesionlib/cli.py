@@ -11,7 +11,8 @@ from pathlib import Path
 def _grid(args) -> int:
     from .grid import run_grid
 
-    t = run_grid(args.profile, args.sections, args.directions, build=not args.no_build, force=args.force)
+    t = run_grid(args.profile, args.sections, args.directions, build=not args.no_build, force=args.force,
+                 output=args.output)
     print(" ".join(f"{k}={v:.0f}s" for k, v in t.items()))
     return 0
 
@@ -100,6 +101,7 @@ def main(argv=None) -> int:
     g.add_argument("--directions", nargs="+", help="only these directions (brain_to_lung, lung_to_brain)")
     g.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the HTML")
     g.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
+    g.add_argument("--output", help="where _build/stage and _build/html go (default: the project folder)")
     g.set_defaults(func=_grid)
     n = sub.add_parser("notebooks", help="re-execute book/*.ipynb in place with their smoke defaults (for nbval)")
     n.add_argument("paths", nargs="*")

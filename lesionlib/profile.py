@@ -155,6 +155,26 @@ class Profile:
             need(0 <= self.phantom_overlap <= 2, "phantom_overlap", "must lie in [0, 2]")
         else:
             need(self.data_dir is not None, "data_dir", f"is required for data_source {self.data_source!r}")
+            if self.data_source == "prepared":
+                self._validate_prepared_sizes(need)
+
+    def _validate_prepared_sizes(self, need) -> None:
+        """Each organ's prepared set exists and holds the test set plus the largest training size."""
+        import json
+
+        for o in ORGANS:
+            meta = Path(self.data_dir).expanduser() / o / "meta.json"
+            need(meta.is_file(), "data_dir", f"must hold {o}/meta.json (a prepared {o} set): run "
+                 f"`lesionlib data prepare --source {o} --out {self.data_dir} ...` first")
+            try:
+                n = int(json.loads(meta.read_text())["counts"]["lesions"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise ProfileError(f"profile {self.profile!r}: parameter 'data_dir': {meta} is unreadable "
+                                   f"({type(err).__name__}); prepare the {o} set again") from None
+            largest = max(list(self.source_sizes[o].values()) + list(self.target_sizes.values()))
+            need(n - self.test_size >= largest, "target_sizes" if largest in self.target_sizes.values() else
+                 f"source_sizes.{o}", f"asks for {largest} {o} training lesions, but {meta.parent} holds {n}: "
+                 f"{n - self.test_size} remain after the test set of {self.test_size} (test_size)")
 
     # --- derived views --------------------------------------------------------------------
 

@@ -141,3 +141,17 @@ def test_cross_validation_folds_are_patient_disjoint_and_cover_the_sample(cache_
     assert sorted(seen) == sorted(set(seen)) and len(seen) == 16  # every lesion validates exactly once
     test = r.test_set(specs[(0, "base", 0)]["sample"])
     assert not set(test.patients) & set(np.concatenate([train.patients, valid.patients]))
+
+
+def test_prepared_data_must_hold_the_test_set_and_the_largest_training_size(tmp_path):
+    from lesionlib.data import build_lesions, save_lesions
+    good = load_params("smoke")
+    base = dict(good, data_source="prepared", data_dir=str(tmp_path))
+    with pytest.raises(ProfileError, match="'data_dir' must hold brain/meta.json"):
+        Profile.from_mapping(base)
+    for organ, n in (("brain", 150), ("lung", 60)):  # lung: 60 - 40 test < 48 (target High)
+        save_lesions(build_lesions("phantom", organ, n=n, image_size=16, slice_size=48), tmp_path / organ)
+    with pytest.raises(ProfileError, match=r"'target_sizes' asks for 48 lung training lesions, but .* holds 60: "
+                                           r"20 remain after the test set of 40"):
+        Profile.from_mapping(base)
+    assert Profile.from_mapping(dict(base, test_size=10)).data_source == "prepared"

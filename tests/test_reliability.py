@@ -258,3 +258,58 @@ def test_test_train_and_valid_never_share_a_patient(source, tmp_path):
         for ftr, fva in patient_folds(ds, sample, k, seed) if k >= 2 else []:
             assert not set(ds.patients[ftr]) & set(ds.patients[fva])
             assert not (set(ds.patients[ftr]) | set(ds.patients[fva])) & parts["test"]
+
+
+# ------------------------------------------------------------------ crash-safe resume of the grid
+
+def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path):
+    """SIGKILL the whole grid (its process group: the notebook's kernel too) while a page trains."""
+    import signal
+
+    from lesionlib.grid import GRID, run_grid
+
+    out, cache_dir = tmp_path / "out", tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LESIONLIB_CACHE": str(cache_dir)}
+    env.pop("LESIONLIB_SCHEDULER", None)
+    args = ["grid", "--profile", "smoke", "--sections", "fig5", "--directions", "brain_to_lung", "--no-build",
+            "--output", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlib.cli", *args], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    q = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stderr, q), daemon=True).start()
+    deadline, done, log = time.monotonic() + 300, 0, []
+    try:
+        while time.monotonic() < deadline:
+            try:
+                line = q.get(timeout=0.5)
+            except queue.Empty:
+                assert proc.poll() is None, f"the grid ended before it could be killed:\n{''.join(log)}"
+                continue
+            log.append(line)
+            done += line.strip().startswith("done in")
+            if done >= 1 and line.startswith("training"):
+                time.sleep(1.0)  # inside the notebook's next training run
+                break
+        else:
+            pytest.fail(f"the grid never reached a second training run:\n{''.join(log)}")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    staged = out / "_build" / "stage" / "smoke" / next(p for p in GRID if p.section == "fig5").staged("brain_to_lung")
+    assert not staged.exists()  # the page is written only once complete, by rename
+    cache = RunCache(cache_dir)
+    finished = {k: (cache.runs / k / "result.json").stat().st_mtime_ns for k in cache.entries()}
+    assert finished and all(p == [PARTIAL] for p in cache.check().values())
+    os.environ["LESIONLIB_CACHE"] = str(cache_dir)
+    try:
+        t = run_grid("smoke", sections=["fig5"], directions=["brain_to_lung"], build=False, output=out)
+    finally:
+        os.environ.pop("LESIONLIB_CACHE")
+    assert "fig5 [brain_to_lung]" in t and _complete(staged)
+    assert {k: (cache.runs / k / "result.json").stat().st_mtime_ns for k in finished} == finished  # not redone
+    assert all(p == [PARTIAL] for p in cache.check().values())
+
+
+def _complete(path) -> bool:
+    import nbformat
+    return nbformat.read(path, 4).metadata.get("lesionlib", {}).get("complete") is True
