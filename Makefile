@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup book test unit nbval notebooks clean
+.PHONY: setup book test unit nbval notebooks clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ notebooks: $(STAMP)
 
 clean:
 	rm -rf _build
+
+## Throughput, compute limit, data preparation and paper-on-H100 benchmarks (about 3 min; see benchmarks/README.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
