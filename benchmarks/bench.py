@@ -525,10 +525,15 @@ def bench_lidc(size: int) -> dict:
 # ------------------------------------------------------------------------------------- quick book
 
 def book_timings(path: Path) -> dict | None:
-    """Per-stage seconds of the last quick book build, or None when it has not been built here."""
+    """Per-page seconds of the quick book (each page's last execution, plus the HTML build), or None
+    when no complete quick book has been timed here (see lesionlib.grid._record_timings)."""
     if not path.is_file():
         return None
-    return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+    rec = json.loads(path.read_text())
+    if not rec.get("complete"):
+        log(f"    {path}: not every page of the quick book has a timing yet; run `make book`")
+        return None
+    return {**{k: float(v) for k, v in rec["pages"].items()}, "total": float(rec["book_total"])}
 
 
 # --------------------------------------------------------------------------- paper profile on H100

@@ -97,7 +97,8 @@ def run_on_cluster(P: Profile, specs: list, log=None) -> int:
     from .experiment import describe, unique_runs
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    order = unique_runs(specs)
+    wanted = {spec_key(s) for s in specs}
+    order = [s for s in unique_runs(specs) if spec_key(s) in wanted]  # parents first; finished parents not resubmitted
     profile = asdict(P)
     with client_for(P) as client:
         log(f"dispatching {len(order)} runs to Dask ({client.scheduler.address}, "

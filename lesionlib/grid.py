@@ -228,8 +228,12 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
             for d in (p.directions or (None,)) if d is None or not directions or d in directions]
     timings = {}
     t_all = time.perf_counter()
-    with shared_cluster(params):
-        _execute(jobs, stage, root, params, name, force, timings)
+    try:
+        with shared_cluster(params):
+            _execute(jobs, stage, root, params, name, force, timings)
+    except BaseException:
+        _record_timings(stage, timings, jobs)  # the pages that did finish keep their times
+        raise
     timings["notebooks"] = time.perf_counter() - t_all
     if build:
         left_out = stage_book(stage, root)
@@ -240,5 +244,27 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
         timings["html"] = time.perf_counter() - t0
         _log(f"book: {html / 'index.html'}")
     timings["total"] = time.perf_counter() - t_all
-    (stage / "timings.json").write_text(json.dumps(timings, indent=1))
+    _record_timings(stage, timings, jobs)
     return timings
+
+
+def _record_timings(stage: Path, timings: dict, jobs) -> None:
+    """Write `timings.json`: this run's seconds, and each page's seconds when it last executed.
+
+    A resumed grid executes only some pages; `pages` keeps the others' last times so that `book_total`
+    (every page plus the HTML build) is the cost of the whole book, `complete` once every page has one.
+    """
+    path = stage / "timings.json"
+    try:
+        old = json.loads(path.read_text()).get("pages", {}) if path.is_file() else {}
+    except (ValueError, AttributeError):
+        old = {}
+    labels = [p.section + (f" [{d}]" if d else "") for p in GRID for d in (p.directions or (None,))]
+    pages = {k: timings.get(k, old.get(k)) for k in labels if k in timings or k in old}
+    if "html" in timings or "html" in old:
+        pages["html"] = timings.get("html", old.get("html"))
+    record = {"this_run": timings, "pages": pages, "complete": all(k in pages for k in labels + ["html"]),
+              "book_total": sum(pages.values())}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)

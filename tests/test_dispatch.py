@@ -27,6 +27,13 @@ def test_runs_go_to_a_local_dask_cluster_and_land_in_the_cache(cache_dir, monkey
     # the same answers as a run in this process would give: a second runner finds everything cached
     again = Runner(replace(P, workers=0), log=lambda m: None)
     assert again.run_all(specs.values()) == results and again.trained == 0
+    # one target lost: only it goes to the cluster, not its finished parents
+    import shutil
+    shutil.rmtree(cache.path(specs[("High", "lesaug", 0)]))
+    lines.clear()
+    third = Runner(P, log=lines.append)
+    third.run_all(specs.values())
+    assert third.trained == 1 and any("dispatching 1 runs" in m for m in lines)
 
 
 def test_a_bad_scheduler_address_gives_one_clear_error(cache_dir, monkeypatch):
