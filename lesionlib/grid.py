@@ -151,6 +151,7 @@ def stage_book(stage: Path, root: Path) -> list:
 
 def build_html(stage: Path, output: Path) -> Path:
     """Jupyter Book 1 build of the staged book, warnings as errors, into `<output>/_build/html`."""
+    shutil.rmtree(output / "_build" / "html", ignore_errors=True)  # no pages left over from another build
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(stage), "--path-output", str(output),
            "-W", "-n", "--keep-going"]
