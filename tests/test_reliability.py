@@ -158,6 +158,25 @@ def _lines(stream, q):
         q.put(line)
 
 
+def _wait_for_second_training(proc, timeout, log, ready=lambda: True) -> None:
+    """Read the child's stderr into `log` until a run has finished and the next one is training."""
+    q, done_seen = queue.Queue(), False
+    threading.Thread(target=_lines, args=(proc.stderr, q), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = q.get(timeout=0.5)
+        except queue.Empty:
+            assert proc.poll() is None, f"child ended early ({proc.returncode}):\n{''.join(log)}"
+            continue
+        log.append(line)
+        done_seen = done_seen or "done in" in line
+        if done_seen and line.startswith("training") and ready():
+            time.sleep(1.0)  # well inside the next run's training
+            return
+    pytest.fail(f"no second training run within {timeout:.0f}s:\n{''.join(log)}")
+
+
 def _kill_while_training(cache_dir, timeout=300.0) -> list:
     """Run the specs in a child; SIGKILL it once a run is cached and the next one is training. Its log lines.
 
@@ -166,23 +185,9 @@ def _kill_while_training(cache_dir, timeout=300.0) -> list:
     code = f"CACHE = {str(cache_dir)!r}\n{SETUP}\nRunner(P).run_all(chosen)\n"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    q, log, done_seen = queue.Queue(), [], False
-    threading.Thread(target=_lines, args=(proc.stderr, q), daemon=True).start()
-    deadline = time.monotonic() + timeout
+    log = []
     try:
-        while time.monotonic() < deadline:
-            try:
-                line = q.get(timeout=0.5)
-            except queue.Empty:
-                assert proc.poll() is None, f"child ended early ({proc.returncode}):\n{''.join(log)}"
-                continue
-            log.append(line)
-            done_seen = done_seen or "done in" in line
-            if done_seen and line.startswith("training") and RunCache(cache_dir).entries():
-                time.sleep(1.0)  # well inside the next run's training
-                break
-        else:
-            pytest.fail(f"no second training run within {timeout:.0f}s:\n{''.join(log)}")
+        _wait_for_second_training(proc, timeout, log, lambda: RunCache(cache_dir).entries())
         assert proc.poll() is None, "the child finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
@@ -275,23 +280,8 @@ def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path):
             "--output", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "lesionlib.cli", *args], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
-    q = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stderr, q), daemon=True).start()
-    deadline, done, log = time.monotonic() + 300, 0, []
     try:
-        while time.monotonic() < deadline:
-            try:
-                line = q.get(timeout=0.5)
-            except queue.Empty:
-                assert proc.poll() is None, f"the grid ended before it could be killed:\n{''.join(log)}"
-                continue
-            log.append(line)
-            done += line.strip().startswith("done in")
-            if done >= 1 and line.startswith("training"):
-                time.sleep(1.0)  # inside the notebook's next training run
-                break
-        else:
-            pytest.fail(f"the grid never reached a second training run:\n{''.join(log)}")
+        _wait_for_second_training(proc, 300.0, [])
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
