@@ -35,13 +35,16 @@ def mean_f2(frame: pd.DataFrame, row: str) -> pd.DataFrame:
 
 
 def fold_ranges(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fig 3: min and max of R and P over folds (and seeds) per arm, and their spread (max - min)."""
+    """Fig 3: min and max of R and P over folds (and seeds) per arm, their spread (max - min), and how many
+    of the folds' runs are degenerate (all or no test lesions called malignant: they stretch a range)."""
     g = frame.groupby("arm", sort=False)
     out = pd.DataFrame({"R min": g["recall"].min(), "R max": g["recall"].max(),
                         "P min": g["precision"].min(), "P max": g["precision"].max()})
     out["R spread"] = out["R max"] - out["R min"]
     out["P spread"] = out["P max"] - out["P min"]
     out["F2 sd"] = g["f2"].std(ddof=1)
+    if "degenerate" in frame:
+        out["degenerate runs"] = g["degenerate"].apply(lambda d: int(d.astype(bool).sum()))
     return out
 
 
@@ -92,8 +95,22 @@ def _rho(values: pd.Series) -> str:
     return "n/a (fewer than 3 sizes)" if np.isnan(r) else f"{r:+.2f}"
 
 
+def _degenerate(frame: pd.DataFrame, arms=("base", "lesagn", "lesaug")) -> str:
+    """The degenerate runs (every or no test lesion called malignant) among `arms`, for the claims table."""
+    if "degenerate" not in frame:
+        return ""
+    bad = frame[frame["arm"].isin(arms) & frame["degenerate"].astype(bool)]
+    key = [c for c in frame.columns if c in ("size", "source size", "fold")][:1]
+    return "; ".join(f"{r['arm']}{' ' + str(r[key[0]]) if key else ''}: {r['degenerate']} (AUC {r['auc']:.2f})"
+                     for _, r in bad.iterrows())
+
+
 def claims(runner: Runner, direction: str) -> list[dict]:
-    """Our verdict on each of the paper's findings for one direction, with the evidence in words."""
+    """Our verdict on each of the paper's findings for one direction, with the evidence in words.
+
+    `degenerate runs` lists the runs behind a claim that called every test lesion malignant, or none:
+    their R and P come from the threshold, not from what they learned, so such a verdict needs their AUC.
+    """
     out = []
     f1 = figure_frame(runner, "fig1", direction, bootstrap=0)
     g = f1.groupby(["size", "arm"])[["recall", "precision"]].mean()
@@ -101,25 +118,27 @@ def claims(runner: Runner, direction: str) -> list[dict]:
     wins = [s for s in sizes if best_arm({a: tuple(g.loc[(s, a)].round(2)) for a in ("lesagn", "lesaug")}) == "lesaug"]
     out.append({"claim": "(a) LesAug beats LesAgn in most rows of Fig 1", "direction": direction,
                 "evidence": f"LesAug ahead (lexicographic R, P) in {len(wins)} of {len(sizes)} rows",
-                "holds": len(wins) > len(sizes) / 2})
+                "holds": len(wins) > len(sizes) / 2, "degenerate runs": _degenerate(f1, ("lesagn", "lesaug"))})
     gap_t = (mean_f2(f1, "size")["lesaug"] - mean_f2(f1, "size")["lesagn"])
     out.append({"claim": "(b) the benefit grows as the target set shrinks", "direction": direction,
                 "evidence": f"F2 gap LesAug−LesAgn: {gap_t.iloc[0]:+.2f} at {gap_t.index[0]}, "
                             f"{gap_t.iloc[-1]:+.2f} at {gap_t.index[-1]}; Spearman(size, gap) = {_rho(gap_t)}",
-                "holds": bool(gap_t.iloc[-1] > gap_t.iloc[0])})
+                "holds": bool(gap_t.iloc[-1] > gap_t.iloc[0]), "degenerate runs": _degenerate(f1, ("lesagn", "lesaug"))})
     f2 = figure_frame(runner, "fig2", direction, bootstrap=0)
     m2 = mean_f2(f2, "source size")
     gap_s = m2["lesaug"] - m2["lesagn"]
     out.append({"claim": "(c) the benefit shrinks as the source set shrinks", "direction": direction,
                 "evidence": f"F2 gap: {gap_s.iloc[0]:+.2f} at |d_s| {gap_s.index[0]}, {gap_s.iloc[-1]:+.2f} at "
                             f"{gap_s.index[-1]}; Spearman(size, gap) = {_rho(gap_s)}",
-                "holds": bool(gap_s.iloc[0] > gap_s.iloc[-1])})
-    r3 = fold_ranges(figure_frame(runner, "fig3", direction, bootstrap=0))
+                "holds": bool(gap_s.iloc[0] > gap_s.iloc[-1]), "degenerate runs": _degenerate(f2, ("lesagn", "lesaug"))})
+    f3 = figure_frame(runner, "fig3", direction, bootstrap=0)
+    r3 = fold_ranges(f3)
     aug, agn = r3.loc["lesaug"], r3.loc["lesagn"]
     out.append({"claim": "(d) LesAug varies less across folds than LesAgn", "direction": direction,
                 "evidence": f"spread of R {aug['R spread']:.2f} vs {agn['R spread']:.2f}, of P {aug['P spread']:.2f} "
                             f"vs {agn['P spread']:.2f} (LesAug vs LesAgn, {runner.P.cv_folds} folds)",
-                "holds": bool(aug["R spread"] < agn["R spread"] and aug["P spread"] < agn["P spread"])})
+                "holds": bool(aug["R spread"] < agn["R spread"] and aug["P spread"] < agn["P spread"]),
+                "degenerate runs": _degenerate(f3, ("lesagn", "lesaug"))})
     specs, results = figure_runs(runner, "fig5", direction)
     conv = convergence(loss_curves(specs, results))
     others = conv.drop(index=["lesaug"] + (["lesonly"] if "lesonly" in conv.index else []))
@@ -128,7 +147,8 @@ def claims(runner: Runner, direction: str) -> list[dict]:
                             f"{others['start'].min():.2f} (best other); best epoch "
                             f"{conv.loc['lesaug', 'best epoch']:.1f} vs {others['best epoch'].min():.1f}",
                 "holds": bool(conv.loc["lesaug", "start"] < others["start"].min() and
-                              conv.loc["lesaug", "best epoch"] <= others["best epoch"].min())})
+                              conv.loc["lesaug", "best epoch"] <= others["best epoch"].min()),
+                "degenerate runs": ""})  # (e) reads loss curves, which no threshold touches
     return out
 
 

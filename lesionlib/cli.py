@@ -40,7 +40,10 @@ def _data_prepare(args) -> int:
 
     from .data import build_lesions, save_lesions
 
-    organ = {"brain": "brain", "lung": "lung"}.get(args.source, args.organ)
+    if args.source in ("brain", "lung") and args.organ not in (None, args.source):
+        raise ValueError(f"--organ {args.organ} does not apply to --source {args.source}, which gives {args.source} "
+                         "lesions only; --organ chooses the organ of --source phantom")
+    organ = {"brain": "brain", "lung": "lung"}.get(args.source, args.organ or "lung")
     kwargs = {"image_size": args.image_size, "margin": args.margin}
     if args.source == "brain":
         kwargs.update(data_dir=args.dir, limit=args.limit)
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--dir", help="brain: the folder with Cheng's .mat files (or its mat/ subfolder)")
     p.add_argument("--lidc-dir", help="lung: the LIDC-IDRI DICOM folder (classic or NBIA layout)")
     p.add_argument("--patients", nargs="+", help="lung: only these LIDC patient ids")
-    p.add_argument("--organ", default="lung", choices=["brain", "lung"], help="phantom: which organ")
+    p.add_argument("--organ", choices=["brain", "lung"], help="phantom: which organ (default lung)")
     p.add_argument("--n", type=int, default=500, help="phantom: number of slices")
     p.add_argument("--seed", type=int, default=0, help="phantom: generator seed")
     p.add_argument("--limit", type=int, help="brain: only the first N slices")

@@ -27,14 +27,17 @@ import numpy as np
 
 from . import generic as generic_mod
 from .cache import RunCache, spec_key
-from .data import (PreparedSetError, build_lesions, draw_test, load_lesions, nested_sample, patient_folds,
-                   save_lesions)
-from .data.lesions import LesionSet
-from .learner import Model, TrainConfig, learn, predict, transfer
-from .metrics import bootstrap_interval, scores
-from .profile import DIRECTIONS, SIZE_NAMES, Profile
+from .data import PreparedSetError, build_lesions, load_lesions, patient_split, save_lesions
+from .data.lesions import LesionIndex, LesionSet
+from .data.registry import lesion_index
+from .data.splits import SplitError, sample_indices
+from .fingerprint import file_sha256, run_env
+from .learner import Model, TrainConfig, learn, precision, predict, resolve_device, transfer
+from .metrics import bootstrap_interval, degenerate, scores
+from .profile import DIRECTIONS, SIZE_NAMES, Profile, ProfileError
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # the layout of a specification; code, libraries and device are in its `env`
+PREPARED_FILES = ("index.csv", "crops.npz")  # what decides a prepared set's content (meta.json only describes it)
 ARMS = ("base", "lesagn", "lesaug", "lesonly")
 PAPER_ARMS = ("base", "lesagn", "lesaug")  # the arms the paper reports; LesOnly is ours
 ARM_LABELS = {"base": "Base", "lesagn": "LesAgn", "lesaug": "LesAug", "lesonly": "LesOnly"}
@@ -44,28 +47,47 @@ THRESHOLD = 0.5  # a lesion is called malignant when Predict gives a probability
 # --- specifications ----------------------------------------------------------------------------
 
 def data_spec(P: Profile, organ: str) -> dict:
-    """Which prepared lesion set of `organ` a profile uses."""
+    """Which lesion set of `organ` a profile uses: generator settings, or the content hash of a prepared set.
+
+    A prepared set is named by the SHA-256 of its files, not by its path: an edited index.csv gives
+    new runs, and an identical copy elsewhere reuses the finished ones.
+    """
     if P.data_source == "phantom":
         return {"source": "phantom", "organ": organ, "n": P.phantom_pool[organ], "seed": 0,
                 "image_size": P.image_size, "margin": P.crop_margin, "slice_size": P.phantom_slice_size,
                 "overlap": P.phantom_overlap, "malignant_fraction": P.phantom_malignant_fraction[organ]}
-    path = Path(P.data_dir).expanduser().resolve() / organ / "crops.npz"
-    stamp = f"{path.stat().st_size}-{path.stat().st_mtime_ns}" if path.is_file() else "missing"
-    return {"source": P.data_source, "organ": organ, "data_dir": str(path.parent.parent), "image_size": P.image_size,
-            "file": stamp}
+    return {"source": P.data_source, "organ": organ, "image_size": P.image_size,
+            "sha256": prepared_sha256(Path(P.data_dir).expanduser() / organ)}
 
 
-def sample_spec(P: Profile, organ: str, n: int, seed: int, fold: int | None = None) -> dict:
-    """A training sample of `n` lesions of `organ`, drawn after the test set is set aside.
+def prepared_sha256(path: Path) -> str:
+    """The content hash of the prepared set at `path` ('missing' when its files are not there)."""
+    files = [path / f for f in PREPARED_FILES]
+    if not all(f.is_file() for f in files):
+        return "missing"
+    return file_sha256(files[0])[:32] + file_sha256(files[1])[:32]
 
+
+def sample_spec(P: Profile, organ: str, n: int, seed: int, fold: int | None = None, role: str = "target") -> dict:
+    """A training sample of `n` lesions of `organ`.
+
+    A target sample is drawn after the organ's test set is set aside; a source sample comes from the
+    whole set (the paper scores source models on no test set of their own organ).
     With `fold` = k, the sample is cut into `cv_folds` patient folds: fold k is the validation set
     for early stopping and the other folds are trained on (Fig 3's cross-validation).
     """
-    s = {"data": data_spec(P, organ), "test_size": P.test_size, "test_seed": P.test_seed, "n": int(n),
-         "sample_seed": int(seed)}
+    s = {"data": data_spec(P, organ), "n": int(n), "sample_seed": int(seed)}
+    if role == "target":
+        s.update(test_size=P.test_size, test_seed=P.test_seed)
     if fold is not None:
         s.update(fold=int(fold), folds=int(P.cv_folds))
     return s
+
+
+def env_spec(P: Profile) -> dict:
+    """The environment a model of this profile is trained in (see `lesionlib.fingerprint`)."""
+    device = resolve_device(P.device).type
+    return run_env(device, precision(device))
 
 
 def generic_spec(P: Profile) -> dict:
@@ -75,7 +97,7 @@ def generic_spec(P: Profile) -> dict:
     if P.generic == "natural-crops":
         cfg = replace(P.train_config(), epochs=P.generic_epochs)
         return {"role": "generic", "name": "natural-crops", "n": P.generic_size, "image_size": P.image_size,
-                "train": cfg.as_spec(), "seed": 0, "v": SPEC_VERSION}
+                "train": cfg.as_spec(), "seed": 0, "v": SPEC_VERSION, "env": env_spec(P)}
     path = Path(P.generic).expanduser().resolve()
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
     return {"role": "generic", "name": "file", "path": str(path), "sha256": digest}
@@ -84,8 +106,8 @@ def generic_spec(P: Profile) -> dict:
 def model_spec(P: Profile, role: str, organ: str, n: int, seed: int, init: dict | None,
                fold: int | None = None) -> dict:
     """A lesion model trained on `n` lesions of `organ`, starting from `init` (None: random weights)."""
-    return {"role": role, "sample": sample_spec(P, organ, n, seed, fold), "init": init,
-            "train": P.train_config().as_spec(), "seed": int(seed), "v": SPEC_VERSION}
+    return {"role": role, "sample": sample_spec(P, organ, n, seed, fold, role), "init": init,
+            "train": P.train_config().as_spec(), "seed": int(seed), "v": SPEC_VERSION, "env": env_spec(P)}
 
 
 def source_model(P: Profile, source: str, n_s: int, seed: int) -> dict:
@@ -187,6 +209,64 @@ def grid_specs(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES))
     return {(f, d): FIGURES[f](P, d) for d in directions for f in figures}
 
 
+def data_index(P: Profile, organ: str) -> LesionIndex:
+    """Labels and patients of the lesion set `data_spec(P, organ)` names, without loading its images."""
+    dspec = data_spec(P, organ)
+    params = {k: v for k, v in dspec.items() if k not in ("source", "organ", "sha256")}
+    if dspec["source"] == "prepared":
+        params["data_dir"] = P.data_dir
+    return lesion_index(dspec["source"], organ, **params)
+
+
+def sample_plan(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES)) -> list[dict]:
+    """Every training sample of the grid, drawn as the runs will draw it but on labels and patients alone.
+
+    One row per distinct lesion model: the size asked for, and how many lesions it trains on,
+    validates on (early stopping) and is tested on. A draw the data cannot give raises one
+    `ProfileError` naming the parameter at fault, so a profile that passes never fails mid-grid.
+    """
+    specs = [s for fs in grid_specs(P, directions, figures).values() for s in fs.values()]
+    index, rows = {}, []
+    for spec in unique_runs(specs):
+        if spec["role"] == "generic":
+            continue
+        s, organ = spec["sample"], spec["sample"]["data"]["organ"]
+        if organ not in index:
+            index[organ] = data_index(P, organ)
+        ds = index[organ]
+        sizes = "target_sizes" if spec["role"] == "target" else f"source_sizes.{organ}"
+        try:
+            train, valid, test = sample_indices(ds, s)
+            if valid is None:  # the early-stopping split that Learn / Transfer will hold out
+                train, valid = patient_split(ds, train, P.valid_frac, spec["seed"])
+        except SplitError as err:
+            key = sizes if err.parameter == "size" else err.parameter
+            hint = f" (or raise phantom_pool.{organ})" if P.data_source == "phantom" and key != "cv_folds" else ""
+            raise ProfileError(f"profile {P.profile!r}: parameter {key!r}: {describe(spec)}: {err}{hint}") from None
+        if len(np.unique(ds.labels[train])) < 2:
+            raise ProfileError(f"profile {P.profile!r}: parameter {sizes!r}: {describe(spec)}: its {len(train)} "
+                               f"training lesions hold one class only; use a larger size")
+        rows.append({"run": describe(spec), "role": spec["role"], "organ": organ, "n": s["n"], "train": len(train),
+                     "valid": len(valid), "test": None if test is None else len(test),
+                     "train malignant": int(ds.labels[train].sum())})
+    return rows
+
+
+_CHECKED: set = set()
+
+
+def check_samples(P: Profile) -> None:
+    """`sample_plan` of the whole grid, once per process for each profile and data content."""
+    from dataclasses import asdict
+
+    from .cache import canonical
+
+    key = canonical([asdict(P)] + [data_spec(P, o) for o in ("brain", "lung")])
+    if key not in _CHECKED:
+        sample_plan(P)
+        _CHECKED.add(key)
+
+
 def describe(spec: dict) -> str:
     """A short human label for a spec, for progress lines."""
     if spec["role"] == "generic":
@@ -232,10 +312,10 @@ class Runner:
 
     # data
     def dataset(self, dspec: dict) -> LesionSet:
-        """The prepared lesion set of a data spec (phantom sets are cached on disk once generated)."""
+        """The lesion set of a data spec (phantom sets are generated once and kept in the run cache)."""
         key = spec_key(dspec)
         if key not in self._data:
-            params = {k: v for k, v in dspec.items() if k not in ("source", "organ", "file")}
+            params = {k: v for k, v in dspec.items() if k not in ("source", "organ", "sha256")}
             if dspec["source"] == "phantom":
                 path = self.cache.root / "data" / key  # generated once, kept in the prepared format
                 with run_lock(self.cache, f"data-{key}"):
@@ -248,29 +328,29 @@ class Runner:
                     if ds is None:
                         ds = build_lesions("phantom", dspec["organ"], **params)
                         save_lesions(ds, path, params=dspec)
+            elif dspec["source"] == "prepared":
+                path = Path(self.P.data_dir).expanduser() / dspec["organ"]
+                found = prepared_sha256(path)
+                if found != dspec["sha256"]:  # the files changed after the spec was made: never mix the two
+                    raise PreparedSetError(f"the prepared {dspec['organ']} set at {path} has changed since this "
+                                           f"run was specified (content hash {found[:12]}, expected "
+                                           f"{dspec['sha256'][:12]}); run the page again")
+                ds = build_lesions("prepared", dspec["organ"], data_dir=self.P.data_dir, **params)
             else:
                 ds = build_lesions(dspec["source"], dspec["organ"], **params)
             self._data[key] = ds
         return self._data[key]
 
-    def split(self, sspec: dict):
-        """(dataset, pool indices, test indices) of a sample spec; the test set is drawn first."""
-        ds = self.dataset(sspec["data"])
-        pool, test = draw_test(ds, sspec["test_size"], sspec["test_seed"])
-        return ds, pool, test
-
     def training_set(self, sspec: dict):
         """(training set, validation set or None) of a sample spec; None: `valid_frac` is held out later."""
-        ds, pool, _ = self.split(sspec)
-        idx = nested_sample(ds, pool, sspec["n"], sspec["sample_seed"])
-        if "fold" not in sspec:
-            return ds.subset(idx), None
-        train, valid = patient_folds(ds, idx, sspec["folds"], sspec["sample_seed"])[sspec["fold"]]
-        return ds.subset(train), ds.subset(valid)
+        ds = self.dataset(sspec["data"])
+        train, valid, _ = sample_indices(ds, sspec)
+        return ds.subset(train), None if valid is None else ds.subset(valid)
 
     def test_set(self, sspec: dict) -> LesionSet:
-        ds, _, test = self.split(sspec)
-        return ds.subset(test)
+        """The target organ's test set of a (target) sample spec."""
+        ds = self.dataset(sspec["data"])
+        return ds.subset(sample_indices(ds, sspec)[2])
 
     def config(self, spec: dict) -> TrainConfig:
         return TrainConfig(**spec["train"], device=self.P.device)
@@ -285,37 +365,52 @@ class Runner:
         result = self.ensure(spec)
         return Model(self.cache.state_dict(spec), n_out=result["n_out"])
 
+    def result(self, spec: dict) -> dict:
+        """The stored result of a finished run, with its scores computed now from its probabilities."""
+        return scored(self.cache.result(spec))
+
     def ensure(self, spec: dict) -> dict:
         """The result of `spec`: from the cache, or trained now and stored atomically."""
         if self.cache.has(spec):
             self.reused += 1
-            return self.cache.result(spec)
+            return self.result(spec)
+        check_env(spec, env_spec(self.P))
         if spec["role"] != "generic" and spec["init"] is not None:
             self.model(spec["init"])  # parents first, outside this run's lock
         with run_lock(self.cache, spec_key(spec)):
             if self.cache.has(spec):  # another process finished it while we waited
                 self.reused += 1
-                return self.cache.result(spec)
-            result = self._train_generic(spec) if spec["role"] == "generic" else self._train(spec)
+                return self.result(spec)
+            self._train_generic(spec) if spec["role"] == "generic" else self._train(spec)
         self.trained += 1
-        return result
+        return self.result(spec)
 
     def _train(self, spec: dict) -> dict:
         init = None if spec["init"] is None else self.model(spec["init"])
         t0 = time.perf_counter()
         self.log(f"training {describe(spec)} ...")
         (d, valid), cfg = self.training_set(spec["sample"]), self.config(spec)
+        if valid is None:  # the early-stopping split Learn / Transfer would draw, made here to score it later
+            train_idx, valid_idx = patient_split(d, np.arange(len(d)), cfg.valid_frac, spec["seed"])
+            d, valid = d.subset(train_idx), d.subset(valid_idx)
         m = learn(d, cfg, spec["seed"], valid) if init is None else transfer(d, init, cfg, spec["seed"], valid)
-        test = self.test_set(spec["sample"])
-        probs = predict(test, m, cfg)
-        result = {"scores": scores(test.labels, probs >= THRESHOLD), "probs": probs.round(6).tolist(),
-                  "labels": test.labels.tolist(), "test_ids": test.ids.tolist(), "history": m.history,
-                  "fit": m.fit_info, "n_out": m.n_out, "train_counts": d.counts(),
-                  "seconds": time.perf_counter() - t0}
+        # A target model is scored on its organ's test set; a source model keeps its predictions on its
+        # validation patients instead (it has no test set: its sample may use the whole organ).
+        if spec["role"] == "target":
+            scored_on, prefix = self.test_set(spec["sample"]), ""
+        else:
+            scored_on, prefix = valid, "valid_"
+        probs = predict(scored_on, m, cfg)
+        result = {f"{prefix}probs": probs.round(6).tolist(), f"{prefix}labels": scored_on.labels.tolist(),
+                  f"{prefix}ids" if prefix else "test_ids": scored_on.ids.tolist(),
+                  f"{prefix}patients" if prefix else "test_patients": scored_on.patients.tolist(),
+                  "history": m.history, "fit": m.fit_info, "n_out": m.n_out, "train_counts": d.counts(),
+                  "valid_counts": valid.counts(), "seconds": time.perf_counter() - t0}
         keep = spec["role"] == "source"  # only models that others start from keep their weights
         self.cache.put(spec, result, m.state_dict if keep else None)
-        self.log(f"  done in {result['seconds']:.0f}s: R={result['scores']['recall']:.2f} "
-                 f"P={result['scores']['precision']:.2f} ({m.fit_info['epochs_run']} epochs)")
+        s = scored(result)["scores" if not prefix else "valid_scores"]
+        self.log(f"  done in {result['seconds']:.0f}s: {'test' if not prefix else 'validation'} "
+                 f"R={s['recall']:.2f} P={s['precision']:.2f} ({m.fit_info['epochs_run']} epochs)")
         return result
 
     def _train_generic(self, spec: dict) -> dict:
@@ -344,7 +439,26 @@ class Runner:
                 self.log(f"[{i}/{len(missing)}] {describe(spec)}")
                 self.ensure(spec)
         self.reused = reused  # parents looked up again while training their children are not reuses
-        return [self.cache.result(s) for s in specs]
+        return [self.result(s) for s in specs]
+
+
+def scored(result: dict, threshold: float = THRESHOLD) -> dict:
+    """`result` with `scores` (test set) or `valid_scores` (a source model's validation patients) computed
+    from its stored probabilities at `threshold`: the cache keeps probabilities, never thresholded scores."""
+    out = dict(result)
+    for prefix, name in (("", "scores"), ("valid_", "valid_scores")):
+        if f"{prefix}probs" in result:
+            out[name] = scores(result[f"{prefix}labels"], np.asarray(result[f"{prefix}probs"]) >= threshold)
+    return out
+
+
+def check_env(spec: dict, here: dict) -> None:
+    """Refuse to train a run specified for another environment (a Dask worker with other code or versions)."""
+    if spec.get("env", here) != here:
+        diff = {k: (spec["env"].get(k), here.get(k)) for k in here if spec["env"].get(k) != here.get(k)}
+        raise RuntimeError(f"run {spec_key(spec)} was specified for another environment than this process's "
+                           f"(spec vs here: {diff}); install the same lesionlib and libraries on every worker, "
+                           "and set `device` in the profile when client and workers have different devices")
 
 
 def unique_runs(specs) -> list:
@@ -367,7 +481,8 @@ def results_frame(specs: dict, results: list, names=("size", "arm", "seed"), boo
     """One row per spec key (its parts named by `names`) with recall, precision, F2, AUC and fit details.
 
     With `bootstrap` > 0, each run also gets a 95 % percentile-bootstrap interval of R and P over its
-    test lesions (columns recall_lo, recall_hi, precision_lo, precision_hi).
+    test patients (columns recall_lo, recall_hi, precision_lo, precision_hi). `degenerate` names a run
+    that called every test lesion malignant, or none: its R and P say nothing about ranking (see AUC).
     """
     import pandas as pd
 
@@ -375,17 +490,19 @@ def results_frame(specs: dict, results: list, names=("size", "arm", "seed"), boo
 
     rows = []
     for key, res in zip(specs, results):
-        spec, s = specs[key], res["scores"]
+        spec, s = specs[key], scored(res)["scores"]
         init = spec["init"]
         n_s = init["sample"]["n"] if init is not None and init["role"] == "source" else None
         # AUC needs no threshold: it shows whether a model ranks lesions at all when R/P are degenerate.
         auc = roc_auc_score(res["labels"], res["probs"]) if len(set(res["labels"])) == 2 else float("nan")
         rows.append({**dict(zip(names, key)), **({} if "arm" in names else {"arm": "lesaug"}),
-                     "n_t": spec["sample"]["n"], "n_s": n_s, "recall": s["recall"], "precision": s["precision"],
+                     "n_t": spec["sample"]["n"], "n_s": n_s, "n_test": s["n"], "recall": s["recall"], "precision": s["precision"],
                      "f2": s["f2"], "auc": auc, "predicted malignant": s["predicted_positive"],
+                     "degenerate": degenerate(s["predicted_positive"], s["n"]),
                      "epochs": res["fit"]["epochs_run"], "best epoch": res["fit"]["best_epoch"],
                      "seconds": res["seconds"]})
-        if bootstrap:
-            ci = bootstrap_interval(res["labels"], np.asarray(res["probs"]) >= THRESHOLD, bootstrap)
+        if bootstrap:  # resample test patients, not lesions: one patient's slices are not independent
+            ci = bootstrap_interval(res["labels"], np.asarray(res["probs"]) >= THRESHOLD, bootstrap,
+                                    groups=res["test_patients"])
             rows[-1].update({f"{m}_{end}": ci[m][j] for m in ci for j, end in enumerate(("lo", "hi"))})
     return pd.DataFrame(rows)

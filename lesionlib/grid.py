@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 
+from .fingerprint import library_versions, package_code
 from .profile import DIRECTIONS, load_params, profile_path, project_root
 
 
@@ -63,14 +64,16 @@ def _log(msg: str) -> None:
 
 
 def _fingerprint(src: Path, params: dict, inputs=()) -> dict:
-    """What a staged notebook depends on: its cells' sources (not their stored outputs), its parameters
-    and the files it reads."""
+    """What a staged notebook depends on: its cells' sources (not their stored outputs), its parameters,
+    the lesionlib code and library versions it runs with, and the files it reads."""
     import hashlib
 
     cells = [[c.cell_type, c.source] for c in nbformat.read(src, as_version=4).cells]
     digest = hashlib.sha256(json.dumps(cells).encode()).hexdigest()
     files = {str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() if Path(f).is_file() else None for f in inputs}
-    return {"source_sha256": digest, "parameters": params, **({"inputs": files} if files else {})}
+    # The library the page imports: a changed lesionlib (not a comment) or library version re-executes it.
+    library = {"lesionlib": package_code(), **library_versions()}
+    return {"source_sha256": digest, "parameters": params, "library": library, **({"inputs": files} if files else {})}
 
 
 def _is_current(out: Path, fp: dict) -> bool:

@@ -78,6 +78,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def precision(device_type: str) -> str:
+    """The numeric precision of training on a device type: mixed fp16 on CUDA, fp32 elsewhere."""
+    return "fp16-mixed" if device_type == "cuda" else "fp32"
+
+
 class GrayToRGB(Transform):
     """Repeat a one-channel lesion crop over the three channels DenseNet-201 expects."""
 
@@ -163,7 +168,7 @@ def make_learner(dls: DataLoaders, n_out: int = 1):
     learner = vision_learner(dls, densenet201, n_out=n_out, pretrained=False, loss_func=loss,
                              opt_func=keras_adam, cbs=[ChannelsLast()])
     learner.unfreeze()
-    if dls.device is not None and torch.device(dls.device).type == "cuda":
+    if dls.device is not None and precision(torch.device(dls.device).type) == "fp16-mixed":
         learner.to_fp16()
     return learner
 
@@ -183,7 +188,12 @@ def _state_dict_cpu(model) -> dict:
 
 
 class KeepBestWeights(TrackerCallback):
-    """Remember the weights of the epoch with the lowest validation loss; restore them after fit."""
+    """Remember the weights of the epoch with the lowest validation loss; restore them after fit.
+
+    fastai's `SaveModelCallback` does the same through a file in the learner's `models/` folder; this one
+    keeps the copy in memory, so runs on Dask workers that share a folder never read each other's file.
+    Only trained epochs compete (as Keras' EarlyStopping): the starting weights are never returned.
+    """
 
     order = TrackerCallback.order + 1
 

@@ -56,27 +56,53 @@ def best_arm(scores: dict, decimals: int | None = None) -> str:
     return "=".join(name for name, v in scores.items() if key(v) == top)
 
 
-def _rp_vectorized(y_true, y_pred, axis=-1):
-    """Recall and precision along `axis` (vectorised for scipy's bootstrap; 0 where undefined, as above)."""
-    tp = np.sum((y_true == 1) & (y_pred == 1), axis=axis)
-    pos, called = np.sum(y_true == 1, axis=axis), np.sum(y_pred == 1, axis=axis)
+def degenerate(predicted_positive: int, n: int) -> str:
+    """'all malignant' or 'none malignant' for a run that called every test lesion one class, else ''.
+
+    At threshold 0.5 such a run gets R = 1 (and wins the lexicographic order) or R = P = 0, whatever
+    its ranking of the lesions: tables flag it, and its AUC tells whether it learned anything.
+    """
+    if n and predicted_positive == n:
+        return "all malignant"
+    if n and predicted_positive == 0:
+        return "none malignant"
+    return ""
+
+
+def _rp_from_counts(tp, pos, called, axis=-1):
+    """Recall and precision from per-cluster counts summed along `axis` (0 where undefined, as above)."""
+    tp, pos, called = np.sum(tp, axis=axis), np.sum(pos, axis=axis), np.sum(called, axis=axis)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pos > 0, tp / np.maximum(pos, 1), 0.0), np.where(called > 0, tp / np.maximum(called, 1), 0.0)
 
 
-def bootstrap_interval(y_true, y_pred, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile bootstrap intervals of R and P over the test lesions of one run -> {'recall': (lo, hi), ...}."""
+def bootstrap_interval(y_true, y_pred, n_resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                       groups=None) -> dict:
+    """Percentile bootstrap intervals of R and P of one run -> {'recall': (lo, hi), 'precision': (lo, hi)}.
+
+    With `groups` (each test lesion's patient), whole patients are resampled (a cluster bootstrap):
+    the slices of one patient are correlated, and resampling them one by one gives intervals that are
+    too narrow. Without `groups`, every lesion is its own cluster.
+    """
     import warnings
 
     from scipy.stats import bootstrap
 
     y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
+    groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
+    if len(groups) != len(y_true):
+        raise ValueError(f"groups has {len(groups)} entries but there are {len(y_true)} test lesions")
+    _, cluster = np.unique(groups, return_inverse=True)
+    # Per-patient counts: resampling patients and summing their counts is the cluster bootstrap.
+    tp = np.bincount(cluster, weights=(y_true == 1) & (y_pred == 1))
+    pos = np.bincount(cluster, weights=y_true == 1)
+    called = np.bincount(cluster, weights=y_pred == 1)
     out = {}
     for i, name in enumerate(("recall", "precision")):
         with warnings.catch_warnings():  # a run that calls nothing malignant has a degenerate, but valid, interval
             warnings.simplefilter("ignore")
-            res = bootstrap((y_true, y_pred), lambda t, p, axis=-1: _rp_vectorized(t, p, axis)[i], paired=True,
-                            vectorized=True, n_resamples=n_resamples, confidence_level=level,
+            res = bootstrap((tp, pos, called), lambda a, b, c, axis=-1: _rp_from_counts(a, b, c, axis)[i],
+                            paired=True, vectorized=True, n_resamples=n_resamples, confidence_level=level,
                             method="percentile", random_state=np.random.default_rng(seed))
         out[name] = (float(res.confidence_interval.low), float(res.confidence_interval.high))
     return out

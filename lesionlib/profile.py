@@ -94,7 +94,11 @@ class Profile:
             if not cond:
                 raise ProfileError(f"profile {self.profile!r}: parameter {key!r} {msg}")
 
-        need(self.data_source in SOURCES, "data_source", f"must be one of {sorted(SOURCES)}, got {self.data_source!r}")
+        both = sorted(n for n, s in SOURCES.items() if set(ORGANS) <= set(s.organs))
+        need(self.data_source in both, "data_source", f"must be one of {both} (a source of both organs), got "
+             f"{self.data_source!r}" + ("; the brain and lung readers give one organ each: prepare both with "
+                                        "`lesionlib data prepare` and use data_source: prepared"
+                                        if self.data_source in SOURCES else ""))
         need(isinstance(self.image_size, int) and 16 <= self.image_size <= 1024, "image_size",
              f"must be an integer in [16, 1024], got {self.image_size!r}")
         need(0 <= self.crop_margin <= 2, "crop_margin", f"must lie in [0, 2], got {self.crop_margin!r}")
@@ -147,34 +151,27 @@ class Profile:
         if self.data_source == "phantom":
             for o in ORGANS:
                 pool = self.phantom_pool.get(o) if isinstance(self.phantom_pool, dict) else None
-                need(isinstance(pool, int), "phantom_pool", f"must give an integer pool size for {o}")
-                largest = max(list(self.source_sizes[o].values()) + list(self.target_sizes.values()))
-                need(pool - self.test_size >= largest, "phantom_pool",
-                     f"for {o} ({pool}) leaves {pool - self.test_size} lesions after the test set of {self.test_size}, "
-                     f"fewer than the largest training size {largest}")
+                need(isinstance(pool, int) and pool > 0, "phantom_pool", f"must give a positive integer pool size "
+                     f"for {o}")
             need(0 <= self.phantom_overlap <= 2, "phantom_overlap", "must lie in [0, 2]")
         else:
             need(self.data_dir is not None, "data_dir", f"is required for data_source {self.data_source!r}")
             if self.data_source == "prepared":
-                self._validate_prepared_sizes(need)
+                for o in ORGANS:
+                    need((Path(self.data_dir).expanduser() / o / "index.csv").is_file(), "data_dir",
+                         f"must hold {o}/index.csv (a prepared {o} set): run `lesionlib data prepare --source {o} "
+                         f"--out {self.data_dir} ...` first")
+        self._validate_samples()
 
-    def _validate_prepared_sizes(self, need) -> None:
-        """Each organ's prepared set exists and holds the test set plus the largest training size."""
-        import json
+    def _validate_samples(self) -> None:
+        """Draw every sample of the grid on the data's labels and patients: each gets its asked size."""
+        from .data.store import PreparedSetError
+        from .experiment import check_samples
 
-        for o in ORGANS:
-            meta = Path(self.data_dir).expanduser() / o / "meta.json"
-            need(meta.is_file(), "data_dir", f"must hold {o}/meta.json (a prepared {o} set): run "
-                 f"`lesionlib data prepare --source {o} --out {self.data_dir} ...` first")
-            try:
-                n = int(json.loads(meta.read_text())["counts"]["lesions"])
-            except (ValueError, KeyError, TypeError) as err:
-                raise ProfileError(f"profile {self.profile!r}: parameter 'data_dir': {meta} is unreadable "
-                                   f"({type(err).__name__}); prepare the {o} set again") from None
-            largest = max(list(self.source_sizes[o].values()) + list(self.target_sizes.values()))
-            need(n - self.test_size >= largest, "target_sizes" if largest in self.target_sizes.values() else
-                 f"source_sizes.{o}", f"asks for {largest} {o} training lesions, but {meta.parent} holds {n}: "
-                 f"{n - self.test_size} remain after the test set of {self.test_size} (test_size)")
+        try:
+            check_samples(self)
+        except PreparedSetError as err:
+            raise ProfileError(f"profile {self.profile!r}: parameter 'data_dir': {err}") from None
 
     # --- derived views --------------------------------------------------------------------
 

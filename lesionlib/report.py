@@ -20,7 +20,9 @@ def arm_table(frame: pd.DataFrame, row: str = "size", decimals: int = 2) -> pd.D
     """Mean R and P over seeds per (row, arm) -> rows = size names, columns (arm, R/P), plus the best arm.
 
     'best' applies the paper's lexicographic rule to the paper's three arms, so that it compares with
-    the paper's bold cells; 'best+' also admits our LesOnly arm.
+    the paper's bold cells; 'best+' also admits our LesOnly arm. 'flags' names every arm of the row with
+    a degenerate run (all or no test lesions called malignant), with its AUC: such an R/P pair is
+    an artefact of the 0.5 threshold, whatever the rule says.
     """
     g = frame.groupby([row, "arm"])[["recall", "precision"]].mean()
     arms = [a for a in ARMS if a in set(frame["arm"])]
@@ -34,11 +36,20 @@ def arm_table(frame: pd.DataFrame, row: str = "size", decimals: int = 2) -> pd.D
         out[("best", "")] = best_arm({a: v for a, v in pairs.items() if a in PAPER_ARMS})
         if "lesonly" in pairs:
             out[("best+", "")] = best_arm(pairs)
+        out[("flags", "")] = degenerate_flags(frame[frame[row] == name])
         rows[name] = out
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.columns = pd.MultiIndex.from_tuples(df.columns)
     df.index.name = {"size": "|d_t|", "source size": "|d_s|"}.get(row, row)
     return df
+
+
+def degenerate_flags(frame: pd.DataFrame) -> str:
+    """'LesAgn: all malignant (AUC 0.55)' for each degenerate run of `frame` ('' when there is none)."""
+    if "degenerate" not in frame:
+        return ""
+    bad = frame[frame["degenerate"].astype(bool)]
+    return "; ".join(f"{ARM_LABELS.get(r.arm, r.arm)}: {r.degenerate} (AUC {r.auc:.2f})" for r in bad.itertuples())
 
 
 def interval_table(frame: pd.DataFrame, row: str = "size") -> pd.DataFrame:

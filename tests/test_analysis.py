@@ -17,6 +17,8 @@ def test_fold_ranges_are_min_max_per_arm():
     r = analysis.fold_ranges(f)
     assert r.loc["lesagn", "R spread"] == pytest.approx(0.8) and r.loc["lesaug", "R spread"] == pytest.approx(0.1)
     assert r.loc["lesaug", "P spread"] == 0 and r.loc["lesagn", "P max"] == 0.8
+    flagged = analysis.fold_ranges(f.assign(degenerate=["none malignant", "", "", "", "", ""]))
+    assert flagged["degenerate runs"].to_dict() == {"lesagn": 1, "lesaug": 0}
 
 
 def test_loss_curves_are_normalised_by_bases_untrained_loss():
@@ -47,8 +49,11 @@ def _fake_figures(monkeypatch, good: bool):
         row = "size" if fig == "fig1" else "source size"
         rows = []
         for i, s in enumerate(sizes):
-            rows += [{row: s, "arm": "lesagn", "seed": 0, "recall": agn[i], "precision": 0.6},
-                     {row: s, "arm": "lesaug", "seed": 0, "recall": aug[i], "precision": 0.6}]
+            flag = "all malignant" if fig == "fig1" and s == "VLow" else ""  # one degenerate LesAug run
+            rows += [{row: s, "arm": "lesagn", "seed": 0, "recall": agn[i], "precision": 0.6, "degenerate": "",
+                      "auc": 0.7},
+                     {row: s, "arm": "lesaug", "seed": 0, "recall": aug[i], "precision": 0.6, "degenerate": flag,
+                      "auc": 0.5 if flag else 0.8}]
         return pd.DataFrame(rows)
 
     def figure_runs(runner, fig, direction):
@@ -72,6 +77,8 @@ def test_claims_follow_the_runs_both_ways(monkeypatch):
     # (c) reads Fig 2, where this fake LesAug's gap grows as the source shrinks: against the paper
     assert [c["holds"] for c in good] == [True, True, False, True, True]
     assert "4 of 4 rows" in good[0]["evidence"]
+    assert good[0]["degenerate runs"] == good[1]["degenerate runs"] == "lesaug VLow: all malignant (AUC 0.50)"
+    assert good[2]["degenerate runs"] == ""  # Fig 2's runs are all sound
     _fake_figures(monkeypatch, good=False)
     bad = analysis.claims(R, "brain_to_lung")
     assert [c["holds"] for c in bad] == [False, False, True, False, False]
@@ -87,9 +94,36 @@ def test_bootstrap_interval_brackets_the_estimate_and_matches_sklearn():
     r, pr = recall_precision(y, p)
     assert ci["recall"][0] < r < ci["recall"][1] and ci["precision"][0] < pr < ci["precision"][1]
     assert 0.05 < ci["recall"][1] - ci["recall"][0] < 0.3
-    from lesionlib.metrics import _rp_vectorized
-    assert _rp_vectorized(y, p) == pytest.approx((r, pr))  # the vectorised statistic is scikit-learn's
-    assert _rp_vectorized(np.array([0, 0]), np.array([0, 0])) == (0.0, 0.0)  # nothing to find: 0, as sklearn
+    from lesionlib.metrics import _rp_from_counts
+    assert _rp_from_counts((y == 1) & (p == 1), y == 1, p == 1) == pytest.approx((r, pr))  # scikit-learn's
+    assert _rp_from_counts(np.zeros(2), np.zeros(2), np.zeros(2)) == (0.0, 0.0)  # nothing to find: 0, as sklearn
+    assert bootstrap_interval(y, p, 500, seed=0, groups=np.arange(200)) == ci  # singletons: the lesion bootstrap
+
+
+def test_cluster_bootstrap_resamples_patients_and_is_wider_for_correlated_slices():
+    """Cheng's set has ~13 slices per patient: slices of one patient share their fate, so resampling
+    lesions one by one understates the uncertainty; resampling patients does not."""
+    import numpy as np
+    rng = np.random.default_rng(3)
+    n_pat, per = 16, 13
+    y_pat = rng.integers(0, 2, n_pat)
+    hit = rng.random(n_pat) < 0.7  # a patient's slices are all right or all wrong
+    y = np.repeat(y_pat, per)
+    p = np.repeat(np.where(hit, y_pat, 1 - y_pat), per)
+    groups = np.repeat([f"P{i:02d}" for i in range(n_pat)], per)
+    lesion = bootstrap_interval(y, p, 2000, seed=0)
+    cluster = bootstrap_interval(y, p, 2000, seed=0, groups=groups)
+    for m in ("recall", "precision"):
+        w_lesion, w_cluster = np.diff(lesion[m])[0], np.diff(cluster[m])[0]
+        assert w_cluster > 2.5 * w_lesion, (m, w_lesion, w_cluster)  # sqrt(13) ~ 3.6 in theory
+    with pytest.raises(ValueError, match="groups has 3 entries"):
+        bootstrap_interval(y, p, 10, groups=["a", "b", "c"])
+
+
+def test_degenerate_runs_are_named():
+    from lesionlib.metrics import degenerate
+    assert degenerate(10, 10) == "all malignant" and degenerate(0, 10) == "none malignant"
+    assert degenerate(3, 10) == "" and degenerate(0, 0) == ""
 
 
 def test_interval_table_uses_seeds_when_there_are_several():

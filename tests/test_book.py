@@ -35,16 +35,25 @@ def test_every_grid_notebook_and_book_page_is_in_the_toc():
         assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f
 
 
-def test_grid_executes_resumes_and_builds_strictly(tmp_path):
-    t1 = run_grid("smoke", sections=["data"], output=tmp_path)
-    staged = tmp_path / "_build/stage/smoke/book/data_phantom.ipynb"
-    nb = nbformat.read(staged, 4)
-    assert nb.metadata["lesionlib"]["complete"] is True
-    assert (tmp_path / "_build/html/book/data_phantom.html").is_file()
-    html = (tmp_path / "_build/html/book/data_phantom.html").read_text()
-    assert "Provenance" in html and "smoke" in html
-    t2 = run_grid("smoke", sections=["data"], build=False, output=tmp_path)
-    assert "data" not in t2 and "data" in t1  # up to date: not executed again
+def test_the_whole_smoke_grid_in_both_directions_builds_strictly_and_resumes(tmp_path):
+    """Every page, both directions, then `jupyter-book build -W -n` (a warning fails the build).
+
+    It trains into the session's run cache (conftest.py), so nbval's notebooks, which run after the unit
+    tests, find the figure runs made and check that their pages train nothing again.
+    """
+    from lesionlib.profile import DIRECTIONS
+    t1 = run_grid("smoke", output=tmp_path)
+    stage, html = tmp_path / "_build/stage/smoke", tmp_path / "_build/html"
+    for page in GRID:
+        for d in page.directions or (None,):
+            staged = stage / page.staged(d)
+            assert nbformat.read(staged, 4).metadata["lesionlib"]["complete"] is True, staged
+            assert (html / staged.relative_to(stage).with_suffix(".html")).is_file(), staged
+    page = (html / "book/fig1_lung_to_brain.html").read_text()
+    assert "lung → brain" in page and "Provenance" in page and "smoke" in page
+    assert "Traceback" not in page and all(f"fig1 [{d}]" in t1 for d in DIRECTIONS)
+    t2 = run_grid("smoke", sections=["data", "fig1"], build=False, output=tmp_path)
+    assert "data" not in t2 and "fig1 [lung_to_brain]" not in t2  # up to date: not executed again
 
 
 def test_grid_rejects_unknown_sections_and_profiles(tmp_path):

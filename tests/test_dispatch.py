@@ -27,6 +27,10 @@ def test_runs_go_to_a_local_dask_cluster_and_land_in_the_cache(cache_dir, monkey
     # the same answers as a run in this process would give: a second runner finds everything cached
     again = Runner(replace(P, workers=0), log=lambda m: None)
     assert again.run_all(specs.values()) == results and again.trained == 0
+    here = Runner(replace(P, workers=0, cache_dir=str(cache_dir) + "-here"), log=lambda m: None)
+    lesagn = ("High", "lesagn", 0)  # trained afresh in this process (G too): what the workers stored
+    assert here.run_all([specs[lesagn]])[0]["probs"] == results[list(specs).index(lesagn)]["probs"]
+    assert here.trained == 2
     # one target lost: only it goes to the cluster, not its finished parents
     import shutil
     shutil.rmtree(cache.path(specs[("High", "lesaug", 0)]))

@@ -1,10 +1,12 @@
 """The arms as run specifications, executed through the cache on a tiny profile."""
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from lesionlib.cache import RunCache, spec_key
 from lesionlib.experiment import Runner, arm_spec, fig1_specs, results_frame, unique_runs
+from lesionlib.metrics import recall_precision
 from lesionlib.profile import Profile, ProfileError, load_params, load_profile
 from lesionlib.report import arm_table, side_by_side
 
@@ -43,10 +45,11 @@ def test_every_arm_end_to_end_and_the_cache_is_reused(cache_dir):
     r = Runner(P, log=lambda m: None)
     results = r.run_all(specs.values())
     assert r.trained == 7
-    for res in results:
-        s = res["scores"]
-        assert 0 <= s["recall"] <= 1 and 0 <= s["precision"] <= 1 and s["n"] == 8
-        assert len(res["probs"]) == 8
+    for res in results:  # scores are those of the stored probabilities on the 8 test lesions
+        s, called = res["scores"], np.asarray(res["probs"]) >= 0.5
+        assert s["n"] == len(res["probs"]) == len(res["test_patients"]) == 8
+        assert (s["recall"], s["precision"]) == recall_precision(res["labels"], called)
+        assert s["predicted_positive"] == called.sum()
     frame = results_frame(specs, results, bootstrap=50)
     assert (frame.recall_lo <= frame.recall + 1e-9).all() and (frame.recall <= frame.recall_hi + 1e-9).all()
     table = arm_table(frame)
@@ -57,6 +60,11 @@ def test_every_arm_end_to_end_and_the_cache_is_reused(cache_dir):
     assert both[("paper", "lesaug", "R")].iloc[0] == 0.96
     again = Runner(P, log=lambda m: None)
     assert again.run_all(specs.values()) == results and again.trained == 0
+    # the cache holds what training this spec gives: trained afresh in another cache, the same probabilities
+    base = specs[("High", "base", 0)]
+    fresh = Runner(replace(P, cache_dir=str(cache_dir) + "-fresh"), log=lambda m: None)
+    assert fresh.run_all([base])[0]["probs"] == results[list(specs).index(("High", "base", 0))]["probs"]
+    assert fresh.trained == 1
 
 
 def test_profiles_are_valid_and_notebook_defaults_are_smoke():
@@ -81,8 +89,10 @@ def test_bad_profile_parameters_name_the_parameter():
         Profile.from_mapping(dict(good, epoch=3))
     with pytest.raises(ProfileError, match="'target_sizes' must decrease"):
         Profile.from_mapping(dict(good, target_sizes={"High": 10, "VLow": 20}))
-    with pytest.raises(ProfileError, match="'phantom_pool'"):
+    with pytest.raises(ProfileError, match=r"'target_sizes'.*48 lung training lesions.*10 .*phantom_pool.lung"):
         Profile.from_mapping(dict(good, phantom_pool={"brain": 50, "lung": 50}))
+    with pytest.raises(ProfileError, match="'phantom_pool' must give a positive integer"):
+        Profile.from_mapping(dict(good, phantom_pool={"brain": 50}))
     with pytest.raises(ProfileError, match="'generic' must be one of"):
         Profile.from_mapping(dict(good, generic="imagenet21k"))
     with pytest.raises(ProfileError, match="'lung_rule' must be one of"):
@@ -98,7 +108,9 @@ def test_spec_key_changes_with_anything_that_changes_the_model(cache_dir):
     a = arm_spec(P, "lesaug", "brain_to_lung", 12, 16, 0)
     assert spec_key(a) != spec_key(arm_spec(replace(P, generic_size=31), "lesaug", "brain_to_lung", 12, 16, 0))
     assert spec_key(a) != spec_key(arm_spec(P, "lesaug", "brain_to_lung", 12, 16, 1))
-    assert spec_key(a) == spec_key(arm_spec(replace(P, device="cuda"), "lesaug", "brain_to_lung", 12, 16, 0))
+    assert spec_key(a) == spec_key(arm_spec(replace(P, device="cpu"), "lesaug", "brain_to_lung", 12, 16, 0))
+    # another device type trains in another precision: another run (tests/test_fingerprint.py)
+    assert spec_key(a) != spec_key(arm_spec(replace(P, device="cuda"), "lesaug", "brain_to_lung", 12, 16, 0))
 
 
 def test_figure_grids_share_runs_and_count_as_the_paper_describes(cache_dir):
@@ -147,11 +159,11 @@ def test_prepared_data_must_hold_the_test_set_and_the_largest_training_size(tmp_
     from lesionlib.data import build_lesions, save_lesions
     good = load_params("smoke")
     base = dict(good, data_source="prepared", data_dir=str(tmp_path))
-    with pytest.raises(ProfileError, match="'data_dir' must hold brain/meta.json"):
+    with pytest.raises(ProfileError, match="'data_dir' must hold brain/index.csv"):
         Profile.from_mapping(base)
     for organ, n in (("brain", 150), ("lung", 60)):  # lung: 60 - 40 test < 48 (target High)
         save_lesions(build_lesions("phantom", organ, n=n, image_size=16, slice_size=48), tmp_path / organ)
-    with pytest.raises(ProfileError, match=r"'target_sizes' asks for 48 lung training lesions, but .* holds 60: "
-                                           r"20 remain after the test set of 40"):
+    with pytest.raises(ProfileError, match=r"'target_sizes': target lung n=48 .*asked for 48 lung training lesions "
+                                           r"but only 20 are there after the test set"):
         Profile.from_mapping(base)
     assert Profile.from_mapping(dict(base, test_size=10)).data_source == "prepared"

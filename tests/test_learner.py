@@ -49,15 +49,41 @@ def test_same_seed_same_model(tiny):
     assert torch.equal(a.state_dict["1.8.weight"], b.state_dict["1.8.weight"])
 
 
-def test_gradients_flow_through_every_layer(tiny_model):
-    from fastai.vision.learner import create_vision_model
-    from torchvision.models import densenet201
-    model = create_vision_model(densenet201, 1, pretrained=False)
-    model.load_state_dict(tiny_model.state_dict)
-    model.train()
-    model(torch.randn(4, 3, 32, 32)).sum().backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+def test_gradients_flow_through_every_layer_of_the_learner_that_trains(tiny, tiny_model):
+    """The learner `learn` and `transfer` fit: every parameter trainable (none frozen), and one batch's loss
+    reaches each with a finite, non-zero gradient."""
+    from lesionlib.learner import dataloaders, make_learner
+    learner = make_learner(dataloaders(tiny, tiny, CFG), 1)
+    learner.model.load_state_dict(tiny_model.state_dict)
+    learner.model.train()
+    xb, yb = learner.dls.train.one_batch()
+    learner.loss_func(learner.model(xb), yb).backward()
+    params = dict(learner.model.named_parameters())
+    assert all(p.requires_grad for p in params.values())
+    missing = [n for n, p in params.items() if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any()]
+    assert not missing, missing[:5]
+
+
+def test_the_weights_kept_are_exactly_those_of_the_best_epoch(tiny, monkeypatch):
+    """Early stopping monitors the validation loss after each epoch (not the starting weights, as Keras'
+    EarlyStopping); the model returned holds the weights of the epoch with the lowest one, bit for bit."""
+    from lesionlib import learner as L
+    snapshots = {}
+
+    class Spy(L.KeepBestWeights):
+        def after_epoch(self):
+            super().after_epoch()
+            snapshots[self.epoch + 1] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    monkeypatch.setattr(L, "KeepBestWeights", Spy)
+    cfg = TrainConfig(epochs=4, patience=4, batch_size=8, valid_frac=0.25, lr=3e-3, device="cpu")
+    m = learn(tiny, cfg, seed=0)
+    losses = [h["valid_loss"] for h in m.history[1:]]
+    best = m.fit_info["best_epoch"]
+    assert sorted(snapshots) == [1, 2, 3, 4] and best == 1 + int(np.argmin(losses))
+    assert best != 4, "choose a seed whose best epoch is not the last, so the test can tell them apart"
+    assert all(torch.equal(m.state_dict[k], snapshots[best][k]) for k in m.state_dict)
+    assert not all(torch.equal(m.state_dict[k], snapshots[4][k]) for k in m.state_dict)
 
 
 def test_generic_pretraining_has_many_classes_and_transfers_its_body(tiny):

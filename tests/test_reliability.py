@@ -212,7 +212,10 @@ def test_killed_runner_resumes_without_retraining_finished_runs(tmp_path, one_th
     assert finished.keys() < needed  # the kill left work to do
     runner = ns["Runner"](ns["P"], log=lambda m: None)
     results = runner.run_all(ns["chosen"])
-    assert len(results) == 3 and all(0 <= r["scores"]["recall"] <= 1 for r in results)
+    # each result is a test of all P.test_size lesions of the one lung test set, scored from its probabilities
+    assert [r["scores"]["n"] for r in results] == [ns["P"].test_size] * 3
+    assert results[0]["test_ids"] == results[1]["test_ids"] == results[2]["test_ids"]
+    assert all(r["scores"]["predicted_positive"] == sum(p >= 0.5 for p in r["probs"]) for r in results)
     assert runner.trained == len(needed - finished.keys())  # finished runs were not trained again
     assert runner.reused >= len(finished.keys() & {spec_key(s) for s in ns["chosen"]})
     assert {k: (cache.runs / k / "result.json").stat().st_mtime_ns for k in finished} == finished
@@ -267,7 +270,7 @@ def test_test_train_and_valid_never_share_a_patient(source, tmp_path):
 
 # ------------------------------------------------------------------ crash-safe resume of the grid
 
-def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path):
+def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path, monkeypatch):
     """SIGKILL the whole grid (its process group: the notebook's kernel too) while a page trains."""
     import signal
 
@@ -290,11 +293,9 @@ def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path):
     cache = RunCache(cache_dir)
     finished = {k: (cache.runs / k / "result.json").stat().st_mtime_ns for k in cache.entries()}
     assert finished and all(p == [PARTIAL] for p in cache.check().values())
-    os.environ["LESIONLIB_CACHE"] = str(cache_dir)
-    try:
-        t = run_grid("smoke", sections=["fig5"], directions=["brain_to_lung"], build=False, output=out)
-    finally:
-        os.environ.pop("LESIONLIB_CACHE")
+    monkeypatch.setenv("LESIONLIB_CACHE", str(cache_dir))  # the kernels run_grid starts inherit it
+    monkeypatch.delenv("LESIONLIB_SCHEDULER", raising=False)
+    t = run_grid("smoke", sections=["fig5"], directions=["brain_to_lung"], build=False, output=out)
     assert "fig5 [brain_to_lung]" in t and _complete(staged)
     assert {k: (cache.runs / k / "result.json").stat().st_mtime_ns for k in finished} == finished  # not redone
     assert all(p == [PARTIAL] for p in cache.check().values())

@@ -61,3 +61,19 @@ class LesionSet:
         """Number of lesions, patients and lesions per class."""
         return {"lesions": len(self), "patients": int(len(np.unique(self.patients))),
                 "benign": int((self.labels == 0).sum()), "malignant": int((self.labels == 1).sum())}
+
+
+@dataclass
+class LesionIndex:
+    """Labels and patients of a lesion set without its images: all that drawing splits needs."""
+
+    labels: np.ndarray  # (N,) int64
+    patients: np.ndarray  # (N,) str
+    organ: str
+
+    def __len__(self):
+        return len(self.labels)
+
+    @classmethod
+    def of(cls, ds: LesionSet) -> "LesionIndex":
+        return cls(np.asarray(ds.labels), np.asarray(ds.patients), ds.organ)

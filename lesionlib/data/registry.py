@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from .lesions import LesionSet
+from .lesions import LesionIndex, LesionSet
 from .prep import extract_lesion
 
 # Intensity windows applied before cropping; None = per-slice percentiles (MRI has no absolute units).
@@ -21,6 +21,9 @@ class Source:
     organs: tuple
     build: Callable[..., LesionSet]
     description: str = ""
+    # Labels and patients without images (same keyword arguments as `build`), so that a profile's every
+    # split can be checked before any work; None: `build` is called instead.
+    index: Callable[..., LesionIndex] | None = None
 
 
 SOURCES: dict[str, Source] = {}
@@ -32,14 +35,24 @@ def register_source(source: Source) -> Source:
     return source
 
 
-def build_lesions(source: str, organ: str, **params) -> LesionSet:
-    """Prepared lesions of `organ` from `source`, with the source's own parameters."""
+def _source(source: str, organ: str) -> Source:
     if source not in SOURCES:
         raise ValueError(f"unknown data source {source!r}; allowed: {', '.join(sorted(SOURCES))}")
     src = SOURCES[source]
     if organ not in src.organs:
         raise ValueError(f"data source {source!r} has no organ {organ!r}; allowed: {', '.join(src.organs)}")
-    return src.build(organ=organ, **params)
+    return src
+
+
+def build_lesions(source: str, organ: str, **params) -> LesionSet:
+    """Prepared lesions of `organ` from `source`, with the source's own parameters."""
+    return _source(source, organ).build(organ=organ, **params)
+
+
+def lesion_index(source: str, organ: str, **params) -> LesionIndex:
+    """Labels and patients of the lesions `build_lesions` would give, without their images where possible."""
+    src = _source(source, organ)
+    return src.index(organ=organ, **params) if src.index else LesionIndex.of(src.build(organ=organ, **params))
 
 
 def phantom_lesions(organ: str, n: int, seed: int = 0, image_size: int = 64, margin: float = 0.25,
@@ -61,8 +74,16 @@ def phantom_lesions(organ: str, n: int, seed: int = 0, image_size: int = 64, mar
                      organ, "phantom", {"seed": seed, "overlap": overlap})
 
 
+def phantom_index(organ: str, n: int, seed: int = 0, malignant_fraction: float = 0.5, **_ignored) -> LesionIndex:
+    """Labels and patients of `phantom_lesions` with the same arguments (no slice is drawn)."""
+    from .phantom import phantom_labels
+
+    ids = np.array([f"phantom-{organ}-{seed}-{i:05d}" for i in range(n)])
+    return LesionIndex(np.asarray(phantom_labels(n, malignant_fraction, seed), dtype=np.int64), ids, organ)
+
+
 register_source(Source("phantom", ("brain", "lung"), phantom_lesions,
-                       "offline generator with shared malignant cues (lesionlib.data.phantom)"))
+                       "offline generator with shared malignant cues (lesionlib.data.phantom)", phantom_index))
 
 
 def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, **_ignored) -> LesionSet:
@@ -74,7 +95,7 @@ def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, *
     path = Path(data_dir).expanduser() / organ
     if not path.is_dir():
         raise FileNotFoundError(f"no prepared {organ} lesions at {path}; run `lesionlib data prepare --source {organ} "
-                                f"... --out {path}` first (see the book's Materials chapter), or use data_source: phantom")
+                                f"... --out {path.parent}` first (see the book's Materials chapter), or use data_source: phantom")
     ds = load_lesions(path)
     if image_size is not None and ds.image_size != image_size:
         raise ValueError(f"{path} holds {ds.image_size}x{ds.image_size} crops but the profile asks for "
@@ -82,8 +103,17 @@ def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, *
     return ds
 
 
+def prepared_index(organ: str, data_dir: str, **_ignored) -> LesionIndex:
+    """Labels and patients of a prepared set, from its index.csv alone."""
+    from pathlib import Path
+
+    from .store import load_index
+
+    return load_index(Path(data_dir).expanduser() / organ)
+
+
 register_source(Source("prepared", ("brain", "lung"), prepared_lesions,
-                       "lesion crops prepared from the real data sets, one directory per organ"))
+                       "lesion crops prepared from the real data sets, one directory per organ", prepared_index))
 
 # Real-data sources register themselves when imported (each is one module with its reader).
 from . import brain  # noqa: E402,F401

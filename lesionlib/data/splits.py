@@ -8,17 +8,27 @@ from __future__ import annotations
 import numpy as np
 
 
+class SplitError(ValueError):
+    """A split that the data cannot give; `parameter` names the profile setting at fault
+    ('test_size', 'size', 'cv_folds' or 'valid_frac')."""
+
+    def __init__(self, message: str, parameter: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
 def _patient_order(patients, labels, idx, seed):
     """Patients of `idx` in a seeded order that keeps class proportions along every prefix."""
     idx = np.asarray(idx)
     pats, first = np.unique(patients[idx], return_index=True)
     plab = labels[idx][first]  # a patient's class = the class of its first lesion
     rng = np.random.default_rng(seed)
-    keys = np.empty(len(pats))
-    for c in (0, 1):
+    keys = np.full(len(pats), np.nan)
+    for c in np.unique(plab):  # every class (G's natural crops have 15), not only benign/malignant
         sel = np.flatnonzero(plab == c)
         # Stratified interleaving: the k-th patient of class c sits at (k + u) / n_c.
         keys[sel] = (rng.permutation(len(sel)) + rng.uniform(size=len(sel))) / max(len(sel), 1)
+    assert not np.isnan(keys).any()  # every patient got a key: the order never depends on stale memory
     return pats[np.argsort(keys, kind="stable")]
 
 
@@ -35,27 +45,24 @@ def _take(patients, idx, order, n):
 def draw_test(ds, n_test: int, seed: int):
     """Split all lesions into (pool, test) with `n_test` test lesions, patient-disjoint, stratified."""
     if n_test >= len(ds):
-        raise ValueError(f"test_size={n_test} leaves nothing to train on: the {ds.organ} set has {len(ds)} lesions")
-    all_idx = np.arange(len(ds))
-    order = _patient_order(ds.patients, ds.labels, all_idx, seed)
-    # Take whole patients for the test set (it may exceed n_test by part of one patient; trim it).
-    test, count, test_pats = [], 0, set()
-    for p in order:
-        if count >= n_test:
-            break
-        members = np.flatnonzero(ds.patients == p)
-        test_pats.add(p)
-        test.extend(members)
-        count += len(members)
-    test = np.asarray(test[:n_test], dtype=int)
-    pool = np.flatnonzero(~np.isin(ds.patients, list(test_pats)))
-    return pool, test
+        raise SplitError(f"test_size={n_test} leaves nothing to train on: the {ds.organ} set has {len(ds)} lesions",
+                         "test_size")
+    order = _patient_order(ds.patients, ds.labels, np.arange(len(ds)), seed)
+    rank = np.searchsorted(order, ds.patients, sorter=np.argsort(order))  # position of each lesion's patient
+    rank = np.argsort(order)[rank]
+    # Take whole patients, in order, until there are n_test lesions; trim the last one's extra lesions
+    # (they go to neither side, so no patient is on both).
+    m = int(np.searchsorted(np.cumsum(np.bincount(rank, minlength=len(order))), n_test)) + 1
+    test = np.argsort(rank, kind="stable")[: n_test]  # by patient order, then by position
+    pool = np.flatnonzero(rank >= m)
+    return pool, test.astype(int)
 
 
 def nested_sample(ds, pool, n: int, seed: int):
     """`n` lesions from `pool`; for one seed, smaller samples are prefixes of larger ones."""
     if n > len(pool):
-        raise ValueError(f"asked for {n} {ds.organ} training lesions but only {len(pool)} remain after the test set")
+        where = "after the test set" if len(pool) < len(ds) else "in the whole set"
+        raise SplitError(f"asked for {n} {ds.organ} training lesions but only {len(pool)} are there {where}", "size")
     order = _patient_order(ds.patients, ds.labels, pool, seed)
     return _take(ds.patients, pool, order, n)
 
@@ -63,7 +70,7 @@ def nested_sample(ds, pool, n: int, seed: int):
 def patient_split(ds, idx, valid_frac: float, seed: int):
     """Split `idx` into (train, valid) by patient with about `valid_frac` of the lesions in valid."""
     if not 0.0 < valid_frac < 1.0:
-        raise ValueError(f"valid_frac must lie strictly between 0 and 1, got {valid_frac}")
+        raise SplitError(f"valid_frac must lie strictly between 0 and 1, got {valid_frac}", "valid_frac")
     idx = np.asarray(idx)
     order = _patient_order(ds.patients, ds.labels, idx, seed + 7919)
     n_valid = max(1, int(round(valid_frac * len(idx))))
@@ -72,7 +79,8 @@ def patient_split(ds, idx, valid_frac: float, seed: int):
     valid = idx[np.isin(ds.patients[idx], list(vpats))]
     train = idx[~np.isin(ds.patients[idx], list(vpats))]
     if len(train) == 0:
-        raise ValueError(f"{len(idx)} lesions are too few to hold out a validation split of {valid_frac:.0%}")
+        raise SplitError(f"{len(idx)} lesions are too few to hold out a validation split of {valid_frac:.0%}",
+                         "valid_frac")
     return train, valid
 
 
@@ -82,7 +90,39 @@ def patient_folds(ds, idx, k: int, seed: int):
 
     idx = np.asarray(idx)
     if len(np.unique(ds.patients[idx])) < k:
-        raise ValueError(f"{len(idx)} {ds.organ} lesions of {len(np.unique(ds.patients[idx]))} patients "
-                         f"cannot be split into {k} patient-disjoint folds; lower cv_folds or raise the size")
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [(idx[tr], idx[va]) for tr, va in cv.split(idx, ds.labels[idx], ds.patients[idx])]
+        raise SplitError(f"{len(idx)} {ds.organ} lesions of {len(np.unique(ds.patients[idx]))} patients "
+                         f"cannot be split into {k} patient-disjoint folds; lower cv_folds or raise the size", "cv_folds")
+    import hashlib
+
+    # Every fold of a sample asks for the same split (one run per fold and arm): compute it once.
+    key = (hashlib.sha256(idx.tobytes() + np.asarray(ds.labels)[idx].tobytes() +
+                          "\0".join(map(str, ds.patients[idx])).encode()).hexdigest(), k, seed)
+    if key not in _FOLDS:
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        _FOLDS[key] = [(idx[tr], idx[va]) for tr, va in cv.split(idx, ds.labels[idx], ds.patients[idx])]
+        if len(_FOLDS) > 64:
+            _FOLDS.pop(next(iter(_FOLDS)))
+    return [(tr.copy(), va.copy()) for tr, va in _FOLDS[key]]
+
+
+_FOLDS: dict = {}
+
+
+def sample_indices(ds, sspec: dict):
+    """(train, valid or None, test or None) indices of a sample spec (see `experiment.sample_spec`).
+
+    A target sample is drawn after its organ's test set is set aside; a source sample (no `test_size`)
+    is drawn from the whole set, since a source model is never scored on its own organ. With `fold`,
+    the sample is cut into patient folds and fold k validates; otherwise `valid` is None and Learn /
+    Transfer hold out `valid_frac` of the training sample by patient.
+    `ds` needs only `labels`, `patients` and `organ`: a `LesionIndex` gives the same indices as the set.
+    """
+    if "test_size" in sspec:
+        pool, test = draw_test(ds, sspec["test_size"], sspec["test_seed"])
+    else:
+        pool, test = np.arange(len(ds)), None
+    idx = nested_sample(ds, pool, sspec["n"], sspec["sample_seed"])
+    if "fold" not in sspec:
+        return idx, None, test
+    train, valid = patient_folds(ds, idx, sspec["folds"], sspec["sample_seed"])[sspec["fold"]]
+    return train, valid, test

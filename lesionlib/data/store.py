@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .lesions import LesionSet
+from .lesions import LesionIndex, LesionSet
 
 INDEX_COLUMNS = ["row", "lesion_id", "patient", "label", "organ", "source", "origin"]
 
@@ -57,12 +57,30 @@ def save_lesions(ds: LesionSet, out, params: dict | None = None) -> Path:
     return out
 
 
+def load_index(path) -> LesionIndex:
+    """Labels and patients of the prepared set at `path`, read from index.csv alone (no crops)."""
+    path = Path(path)
+    if not (path / "index.csv").is_file():
+        raise PreparedSetError(f"{path / 'index.csv'} does not exist: {path} is not a prepared lesion set; create it "
+                               f"with `lesionlib data prepare --source ... --out {path.parent}`")
+    try:
+        index = pd.read_csv(path / "index.csv", dtype={"patient": str}, usecols=["patient", "label", "organ"])
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise PreparedSetError(f"cannot read {path / 'index.csv'} ({type(err).__name__}: {err}); prepare the set "
+                               "again") from None
+    if index["patient"].isna().any() or not index["label"].isin([0, 1]).all():
+        raise PreparedSetError(f"{path / 'index.csv'} has empty patients or labels other than 0 and 1; prepare the "
+                               "set again")
+    organ = str(index["organ"].iloc[0]) if len(index) else path.name
+    return LesionIndex(index["label"].to_numpy(np.int64), index["patient"].to_numpy(str), organ)
+
+
 def load_lesions(path) -> LesionSet:
     """Read a prepared set, checking that its index and crops agree."""
     path = Path(path)
     if not path.is_dir():
         raise PreparedSetError(f"{path} is not a prepared lesion set (no such directory); create it with "
-                               "`lesionlib data prepare --source ... --out {path}`")
+                               f"`lesionlib data prepare --source ... --out {path.parent}`")
     missing = [f for f in ("index.csv", "crops.npz", "meta.json") if not (path / f).is_file()]
     if missing:
         raise PreparedSetError(f"prepared set {path} is incomplete: {', '.join(missing)} missing; prepare it again")

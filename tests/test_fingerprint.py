@@ -1,0 +1,93 @@
+"""Cache keys and page fingerprints follow what decides a result: code, libraries, device, data bytes."""
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from lesionlib import fingerprint
+from lesionlib.cache import RunCache, spec_key
+from lesionlib.experiment import Runner, arm_spec, check_env, data_spec, env_spec, scored
+from lesionlib.fingerprint import code_fingerprint, training_sources
+
+from test_experiment import tiny_profile
+
+
+def test_a_comment_keeps_the_training_fingerprint_and_a_learner_change_does_not():
+    src = training_sources()
+    base = code_fingerprint(src)
+    learner = src["lesionlib.learner"]
+    commented = learner.replace("ARCH = \"densenet201\"", "ARCH = \"densenet201\"  # a new comment\n# and a line\n")
+    redoc = learner.replace("DenseNet-201 learners that implement", "Learners (reworded) implementing")
+    assert commented != learner and redoc != learner
+    assert code_fingerprint({**src, "lesionlib.learner": commented}) == base
+    assert code_fingerprint({**src, "lesionlib.learner": redoc}) == base  # docstrings document, not compute
+    changed = learner.replace("lr: float = 1e-4", "lr: float = 2e-4")
+    assert changed != learner and code_fingerprint({**src, "lesionlib.learner": changed}) != base
+    train = src["lesionlib.experiment:Runner._train"]
+    assert "probs = predict(" in train  # the Runner's training method is part of it too
+    assert code_fingerprint({**src, "lesionlib.experiment:Runner._train":
+                             train.replace("probs = predict(", "probs = 1 - predict(")}) != base
+
+
+def test_the_run_key_holds_code_libraries_device_and_precision(cache_dir):
+    P = tiny_profile(cache_dir)
+    spec = arm_spec(P, "lesaug", "brain_to_lung", 8, 16, 0)
+    env = spec["env"]
+    assert env["code"] == fingerprint.training_code() and env["device"] == "cpu" and env["precision"] == "fp32"
+    assert {"torch", "fastai", "numpy"} <= set(env["libraries"])
+    assert spec["init"]["env"] == env  # the source model it starts from carries it too
+    on_cuda = arm_spec(replace(P, device="cuda"), "lesaug", "brain_to_lung", 8, 16, 0)
+    assert on_cuda["env"]["precision"] == "fp16-mixed" and spec_key(on_cuda) != spec_key(spec)
+
+
+def test_other_code_gives_other_keys_and_a_worker_with_other_code_refuses_to_train(cache_dir, monkeypatch):
+    P = tiny_profile(cache_dir)
+    before = arm_spec(P, "base", "brain_to_lung", 8, 16, 0)
+    monkeypatch.setattr(fingerprint, "training_code", lambda: "0" * 16)
+    after = arm_spec(P, "base", "brain_to_lung", 8, 16, 0)
+    assert spec_key(after) != spec_key(before)
+    with pytest.raises(RuntimeError, match="another environment"):
+        check_env(before, env_spec(P))
+    check_env(after, env_spec(P))  # same environment: fine
+
+
+def test_prepared_sets_are_keyed_by_content_not_by_path_or_mtime(tmp_path, cache_dir):
+    from lesionlib.data import build_lesions, save_lesions
+    P0 = tiny_profile(cache_dir)
+    for organ in ("brain", "lung"):
+        save_lesions(build_lesions("phantom", organ, n=60, image_size=16, slice_size=64), tmp_path / "a" / organ)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # an identical copy elsewhere (new mtimes)
+    a = replace(P0, data_source="prepared", data_dir=str(tmp_path / "a"))
+    b = replace(P0, data_source="prepared", data_dir=str(tmp_path / "b"))
+    assert data_spec(a, "lung") == data_spec(b, "lung")  # same bytes: same runs
+    index = tmp_path / "b" / "lung" / "index.csv"
+    text = index.read_text().splitlines()
+    row = text[1].split(",")
+    row[3] = str(1 - int(row[3]))  # one label edited, same file size
+    index.write_text("\n".join([text[0], ",".join(row)] + text[2:]) + "\n")
+    assert data_spec(a, "lung") != data_spec(b, "lung")
+
+
+def test_scores_are_computed_from_the_stored_probabilities_when_read(cache_dir):
+    P = tiny_profile(cache_dir)
+    runner = Runner(P, RunCache(cache_dir))
+    spec = {"role": "target", "x": 1}
+    stale = {"recall": 1.0, "precision": 1.0}  # what an older threshold or metric would have stored
+    runner.cache.put(spec, {"scores": stale, "probs": [0.9, 0.2, 0.7, 0.4], "labels": [1, 1, 0, 0]})
+    s = runner.result(spec)["scores"]
+    assert (s["recall"], s["precision"], s["predicted_positive"]) == (0.5, 0.5, 2)
+    assert scored({"probs": [0.9, 0.2], "labels": [1, 1]}, threshold=0.1)["scores"]["recall"] == 1.0
+
+
+def test_page_fingerprints_follow_the_library(monkeypatch, tmp_path):
+    from lesionlib import grid
+    from lesionlib.profile import project_root
+    src = project_root() / "book/data_phantom.ipynb"
+    fp = grid._fingerprint(src, {"a": 1})
+    assert fp["library"]["lesionlib"] == fingerprint.package_code()
+    monkeypatch.setattr(grid, "package_code", lambda: "changed")
+    assert grid._fingerprint(src, {"a": 1}) != fp
+    # and the package fingerprint itself ignores comments
+    pkg = fingerprint.package_sources()
+    assert code_fingerprint({**pkg, "cli.py": pkg["cli.py"] + "\n# trailing comment\n"}) == code_fingerprint(pkg)
