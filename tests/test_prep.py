@@ -52,7 +52,7 @@ def test_phantom_lesion_set_and_patient_disjoint_splits():
     assert 10 <= ds.labels[large].sum() <= 20  # stratified
     train, valid = patient_split(ds, large, 0.2, seed=1)
     assert not set(ds.patients[train]) & set(ds.patients[valid]) and len(train) + len(valid) == 30
-    with pytest.raises(ValueError, match="only 48 remain"):
+    with pytest.raises(ValueError, match="only 48 are there after the test set"):
         nested_sample(ds, pool, 49, seed=0)
 
 
