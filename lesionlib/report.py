@@ -92,7 +92,11 @@ def side_by_side(ours: pd.DataFrame, fig: str, direction: str) -> pd.DataFrame:
 
 
 def styled(table: pd.DataFrame):
-    """Bold the best (R, P) pair of each row (the paper's convention), arms titled as in the paper."""
+    """Bold the best (R, P) pair of each row (the paper's convention), arms titled as in the paper.
+
+    The `flags` column (degenerate runs) becomes a caption above the table and a † after the row's
+    name, so the R/P columns stay side by side.
+    """
     def bold(row):
         styles = pd.Series("", index=row.index)
         for src in {c[0] for c in row.index if len(c) == 3} or {None}:
@@ -104,9 +108,19 @@ def styled(table: pd.DataFrame):
                     styles[(src, arm, m) if src else (arm, m)] = "font-weight: bold"
         return styles
 
+    flag_cols = [c for c in table.columns if "flags" in c]
+    flags = table[flag_cols[0]] if flag_cols else pd.Series("", index=table.index)
     fmt = {c: "{:.2f}" for c in table.columns if c[-1] in ("R", "P")}
-    return (table.style.apply(bold, axis=1).format(fmt)
-            .format_index(lambda a: ARM_LABELS.get(a, a), axis=1, level=table.columns.nlevels - 2))
+    out = (table.style.apply(bold, axis=1).format(fmt)
+           .format_index(lambda a: ARM_LABELS.get(a, a), axis=1, level=table.columns.nlevels - 2)
+           .format_index(lambda r: f"{r} †" if flags.get(r) else r, axis=0))
+    if flag_cols:
+        out = out.hide(flag_cols, axis="columns")
+    if flags.astype(bool).any():
+        out = out.set_caption("† degenerate runs (every or no test lesion called malignant; R and P come from the "
+                              "threshold, the AUC tells whether they rank lesions): " +
+                              "; ".join(f"{r}: {f}" for r, f in flags.items() if f))
+    return out
 
 
 def hardware() -> str:

@@ -135,3 +135,17 @@ def test_interval_table_uses_seeds_when_there_are_several():
     assert interval_table(f).loc["High", ("lesaug", "R")].startswith("0.50 [")
     one = f.iloc[:1].assign(recall_lo=0.3, recall_hi=0.5, precision_lo=0.4, precision_hi=0.6)
     assert interval_table(one).loc["High", ("lesaug", "R")] == "0.40 [0.30, 0.50]"
+
+
+def test_styled_tables_move_degenerate_flags_into_a_caption():
+    from lesionlib import report
+    cols = pd.MultiIndex.from_tuples([("base", "R"), ("base", "P"), ("lesaug", "R"), ("lesaug", "P"), ("best", ""),
+                                      ("flags", "")])
+    t = pd.DataFrame([[.1, .2, .3, .4, "lesaug", ""], [0., 0., .5, .5, "lesaug", "Base: none malignant (AUC 0.35)"]],
+                     index=["High", "VLow"], columns=cols)
+    html = report.styled(pd.concat({"ours": t, "paper": t.drop(columns=[("flags", "")])}, axis=1)).to_html()
+    assert "VLow †" in html and "High †" not in html and ">flags<" not in html
+    assert "degenerate runs" in html and "VLow: Base: none malignant (AUC 0.35)" in html
+    clean = t.copy()
+    clean[("flags", "")] = ""
+    assert "degenerate" not in report.styled(clean).to_html()  # nothing to flag: no caption
