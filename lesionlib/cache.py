@@ -19,8 +19,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import torch
-
 PARTIAL = "partial: temporary directory left by an interrupted write"
 
 
@@ -54,8 +52,9 @@ def _read_json(path: Path, what: str, problems: list):
     return value
 
 
-def _entry_problems(path: Path, deep: bool) -> list[str]:
-    """Problems of the entry directory `path`; `deep` also loads model.pt (slow for big models)."""
+def _entry_problems(path: Path, deep: bool, load: bool = False) -> list[str]:
+    """Problems of the entry directory `path`; `deep` checks every byte of model.pt against its CRCs,
+    `load` also loads it with torch (slow for big models)."""
     if path.name.startswith("."):
         return [PARTIAL]
     if not path.is_dir():
@@ -67,20 +66,24 @@ def _entry_problems(path: Path, deep: bool) -> list[str]:
         problems.append(f"spec.json hashes to {spec_key(spec)}, not to the directory name {path.name}")
     model = path / "model.pt"
     if model.exists():
-        problems += _model_problems(model, deep)
+        problems += _model_problems(model, deep, load)
     return problems
 
 
-def _model_problems(model: Path, deep: bool) -> list[str]:
-    """Why model.pt cannot be loaded: cheaply its zip directory (truncation), deeply torch.load itself."""
+def _model_problems(model: Path, deep: bool, load: bool = False) -> list[str]:
+    """Why model.pt cannot be loaded: cheaply its zip directory (truncation); deeply the CRC of every member
+    (any changed byte), without torch; with `load`, torch.load itself (tensors only)."""
     try:
-        if deep:
+        with zipfile.ZipFile(model) as z:  # torch.save writes a zip; reading its directory catches truncation
+            bad = z.testzip() if deep else None
+        if bad is not None:
+            return [f"model.pt is corrupt: member {bad} fails its CRC check"]
+        if load:
+            import torch  # only here: `lesionlib cache check` without --weights never loads torch
+
             sd = torch.load(model, map_location="cpu", weights_only=True)
             if not isinstance(sd, dict):
                 return [f"model.pt holds a {type(sd).__name__}, not a state dict"]
-        else:
-            with zipfile.ZipFile(model):  # torch.save writes a zip; reading its directory catches truncation
-                pass
     except Exception as err:  # torch/zipfile/pickle raise many kinds
         return [f"model.pt unreadable ({type(err).__name__}: {err})"]
     return []
@@ -108,15 +111,15 @@ class RunCache:
         """True if a finished, sound-looking run of `spec` is stored (damaged entries count as absent)."""
         return not _entry_problems(self.path(spec), deep=False)
 
-    def verify(self, key_or_path) -> list[str]:
-        """Every problem of one entry (empty: sound), loading its weights with `weights_only=True`."""
-        return _entry_problems(self._entry(key_or_path), deep=True)
+    def verify(self, key_or_path, load: bool = False) -> list[str]:
+        """Every problem of one entry (empty: sound); `load` also loads its weights (`weights_only=True`)."""
+        return _entry_problems(self._entry(key_or_path), deep=True, load=load)
 
-    def check(self) -> dict[str, list[str]]:
+    def check(self, load: bool = False) -> dict[str, list[str]]:
         """{entry name: problems} for every unsound entry or leftover temporary directory under runs/."""
         if not self.runs.is_dir():
             return {}
-        found = {p.name: self.verify(p) for p in sorted(self.runs.iterdir())}
+        found = {p.name: self.verify(p, load) for p in sorted(self.runs.iterdir())}
         return {k: v for k, v in found.items() if v}
 
     def entries(self) -> list[str]:
@@ -150,6 +153,8 @@ class RunCache:
         p = self.path(spec) / "model.pt"
         if not p.is_file():
             raise KeyError(f"run {spec_key(spec)} in {self.root} kept no weights")
+        import torch
+
         try:
             return torch.load(p, map_location="cpu", weights_only=True)
         except Exception as err:  # truncated or corrupt: name the entry and the cure
@@ -167,6 +172,8 @@ class RunCache:
         try:
             (tmp / "spec.json").write_text(json.dumps(spec, indent=1, sort_keys=True, default=str))
             if state_dict is not None:
+                import torch
+
                 torch.save(state_dict, tmp / "model.pt")
             # result.json is written last: it marks the entry as complete.
             (tmp / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True))

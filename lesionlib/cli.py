@@ -77,7 +77,7 @@ def _cache_check(args) -> int:
     from .cache import RunCache
 
     cache = RunCache(_cache_root(args.cache))
-    bad = cache.check()
+    bad = cache.check(load=args.weights)
     n = len(cache.entries())
     if not bad:
         print(f"{cache.root}: {n} runs, all sound")
@@ -131,6 +131,8 @@ def main(argv=None) -> int:
     c = sub.add_parser("cache", help="inspect the run cache").add_subparsers(dest="cache_cmd", required=True)
     k = c.add_parser("check", help="verify every finished run (files parse, key matches, weights load)")
     k.add_argument("--cache", help="run cache root (default: $LESIONLIB_CACHE or .cache/lesionlib in the project)")
+    k.add_argument("--weights", action="store_true", help="also load every model.pt with torch (slower; the "
+                   "default check reads every byte against the files' checksums)")
     k.add_argument("--fix", action="store_true", help="delete bad entries and leftover temporary directories "
                    "(not while a run is writing to the cache)")
     k.set_defaults(func=_cache_check)

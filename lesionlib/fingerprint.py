@@ -25,6 +25,7 @@ from pathlib import Path
 # splits, Learn / Transfer / Predict, G, and the Runner methods that connect them. Scores are not
 # listed: they are recomputed from the stored probabilities whenever a result is read.
 TRAINING_CODE = (
+    "lesionlib.config",
     "lesionlib.learner",
     "lesionlib.generic",
     "lesionlib.data.lesions",

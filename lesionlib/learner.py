@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -32,32 +32,11 @@ from fasttransform import Pipeline, Transform
 from fastai.data.transforms import Normalize
 from torchvision.models import densenet201
 
+from .config import TrainConfig
 from .data.lesions import LesionSet
 from .data.splits import patient_split
 
 ARCH = "densenet201"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How Learn and Transfer fit a model (the paper: Adam, lr 1e-4, batch 64, early stopping)."""
-
-    epochs: int = 10  # upper bound; early stopping usually ends sooner
-    patience: int = 3  # epochs without a lower validation loss before stopping
-    lr: float = 1e-4
-    batch_size: int = 64
-    valid_frac: float = 0.2  # share of each training set held out (by patient) for early stopping
-    transfer_head: bool = True  # Transfer keeps the source head when it has the same outputs
-    max_rotate: float = 20.0  # degrees
-    max_shift: float = 0.1  # fraction of the image side
-    flip: bool = True  # random horizontal and vertical flips
-    device: str = "auto"
-
-    def as_spec(self) -> dict:
-        """The fields that change a trained model (device does not)."""
-        d = asdict(self)
-        d.pop("device")
-        return d
 
 
 @dataclass

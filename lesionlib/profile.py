@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .learner import TrainConfig
+from .config import TrainConfig
 
 ORGANS = ("brain", "lung")
 DIRECTIONS = {"brain_to_lung": ("brain", "lung"), "lung_to_brain": ("lung", "brain")}

@@ -22,8 +22,10 @@ def test_a_comment_keeps_the_training_fingerprint_and_a_learner_change_does_not(
     assert commented != learner and redoc != learner
     assert code_fingerprint({**src, "lesionlib.learner": commented}) == base
     assert code_fingerprint({**src, "lesionlib.learner": redoc}) == base  # docstrings document, not compute
-    changed = learner.replace("lr: float = 1e-4", "lr: float = 2e-4")
+    changed = learner.replace("eps=1e-7", "eps=1e-8")  # Adam's epsilon
     assert changed != learner and code_fingerprint({**src, "lesionlib.learner": changed}) != base
+    config = src["lesionlib.config"]
+    assert code_fingerprint({**src, "lesionlib.config": config.replace("lr: float = 1e-4", "lr: float = 2e-4")}) != base
     train = src["lesionlib.experiment:Runner._train"]
     assert "probs = predict(" in train  # the Runner's training method is part of it too
     assert code_fingerprint({**src, "lesionlib.experiment:Runner._train":

@@ -115,6 +115,3 @@ def prepared_index(organ: str, data_dir: str, **_ignored) -> LesionIndex:
 register_source(Source("prepared", ("brain", "lung"), prepared_lesions,
                        "lesion crops prepared from the real data sets, one directory per organ", prepared_index))
 
-# Real-data sources register themselves when imported (each is one module with its reader).
-from . import brain  # noqa: E402,F401
-from . import lung  # noqa: E402,F401

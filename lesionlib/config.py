@@ -1,0 +1,27 @@
+"""How Learn and Transfer fit a model: `TrainConfig`, in a module without torch, so that profiles and the
+command line can use it without loading the deep-learning stack."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How Learn and Transfer fit a model (the paper: Adam, lr 1e-4, batch 64, early stopping)."""
+
+    epochs: int = 10  # upper bound; early stopping usually ends sooner
+    patience: int = 3  # epochs without a lower validation loss before stopping
+    lr: float = 1e-4
+    batch_size: int = 64
+    valid_frac: float = 0.2  # share of each training set held out (by patient) for early stopping
+    transfer_head: bool = True  # Transfer keeps the source head when it has the same outputs
+    max_rotate: float = 20.0  # degrees
+    max_shift: float = 0.1  # fraction of the image side
+    flip: bool = True  # random horizontal and vertical flips
+    device: str = "auto"
+
+    def as_spec(self) -> dict:
+        """The fields that change a trained model (device does not)."""
+        d = asdict(self)
+        d.pop("device")
+        return d
