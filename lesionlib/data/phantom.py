@@ -1,18 +1,28 @@
 """Offline phantom lesions: brain (T1 contrast-enhanced MRI-like) and lung (CT-like, in HU).
 
 The generator stands in for the real data sets on machines that cannot download them. It draws
-2-D slices with one lesion, its mask and a benign (0) / malignant (1) label. The malignant cues the
-paper names are shared by both organs, so knowledge about them can transfer:
+2-D slices with one lesion, its mask and a benign (0) / malignant (1) label. Four malignant cues
+are built in, two of each organ's own:
 
-* margin: benign lesions are smooth and sharp; malignant ones are irregular or spiculated;
-* periphery: malignant lesions carry a thicker bright rim;
-* interior: malignant lesions are inhomogeneous, benign ones homogeneous.
+* spiculation (lung): benign lesions are sharp; malignant ones carry spicules and a blurred edge;
+* lobulation (lung): malignant lesions are deformed into lobes (low-frequency shape);
+* rim (brain): malignant lesions carry a thicker bright rim (ring enhancement);
+* heterogeneity (brain): malignant lesions are inhomogeneous, benign ones homogeneous.
+
+``shared`` in [0, 1] sets how much of the label rides on the other organ's cues: at 1 every cue
+carries the label in both organs (knowledge about any cue transfers); at 0 each organ's label rides
+only on its own two cues, and the other two are drawn independently of the label (nuisance). The
+class-mean gaps are scaled so that the classes are equally far apart (Mahalanobis) at every
+``shared`` and in both organs: only *which* cues carry the label changes, not how hard the task is.
 
 Each cue's strength is drawn per lesion from a class-dependent normal distribution whose spread is
-set by ``overlap``: at 0 the classes are separated by every cue, at 1 the two distributions of each
-cue are as wide as the gap between their means, so single lesions are often ambiguous.
-Backgrounds, intensity scales and nuisance factors (size, position, contrast, noise) are organ
-specific and carry no label information.
+set by ``overlap`` (sd = 0.5 * overlap), clipped to [0, 1]. Backgrounds, intensity scales and
+nuisance factors (size, position, rotation, contrast, noise) are organ specific and carry no label
+information. Several slices may belong to one synthetic patient (``slices_per_patient``): they show
+the same lesion (label, cues, shape) through different cuts.
+
+Every random component draws from its own stream, ``default_rng([seed, organ, component, ...])``,
+so that changing one cue's strength changes nothing else (see `cue_visibility`).
 """
 from __future__ import annotations
 
@@ -21,7 +31,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .prep import CT_LESION_WINDOW
+
 ORGANS = ("brain", "lung")
+CUES = ("spiculation", "lobulation", "rim", "heterogeneity")
+OWN_CUES = {"brain": ("rim", "heterogeneity"), "lung": ("spiculation", "lobulation")}
+GAP = 0.5  # class-mean gap of every cue at shared = 1 (means 0.25 / 0.75)
+MAX_SPIKES = 14
+
+# Random streams, one per component: (lesion-level ones are shared by a patient's slices).
+_CUE_STREAM, _SHAPE_STREAM, _BACKGROUND_STREAM, _CUT_STREAM, _TEXTURE_STREAM, _NOISE_STREAM = range(6)
 
 
 @dataclass(frozen=True)
@@ -34,55 +53,101 @@ class PhantomSlice:
     cues: dict
 
 
+def _rng(seed, organ, component, cut=0):
+    """The random stream of one component of one lesion (and one cut through it)."""
+    return np.random.default_rng([seed, ORGANS.index(organ), component, cut])
+
+
 def _smooth_noise(rng, shape, sigma):
     """Zero-mean, unit-std Gaussian-smoothed noise (tissue texture)."""
     n = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     return (n - n.mean()) / (n.std() + 1e-8)
 
 
-def _cue_strengths(rng, label, overlap):
-    """Per-lesion strengths in [0, 1] of the three malignant cues: margin, rim, heterogeneity."""
-    # Class means sit at 0.25 (benign) and 0.75 (malignant); the spread grows with `overlap`.
-    mean = 0.75 if label else 0.25
+def check_shared(shared) -> float:
+    """`shared` as a float in [0, 1], or a clear ValueError."""
+    if isinstance(shared, bool) or not isinstance(shared, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(shared) <= 1.0:
+        raise ValueError(f"shared must be a number in [0, 1] (1: every cue carries the label in both organs, "
+                         f"0: only each organ's own cues do), got {shared!r}")
+    return float(shared)
+
+
+def check_slices_per_patient(slices_per_patient) -> int:
+    """`slices_per_patient` as an int >= 1, or a clear ValueError."""
+    if isinstance(slices_per_patient, bool) or not isinstance(slices_per_patient, (int, np.integer)) \
+            or slices_per_patient < 1:
+        raise ValueError(f"slices_per_patient must be an integer >= 1, got {slices_per_patient!r}")
+    return int(slices_per_patient)
+
+
+def cue_gaps(organ: str, shared: float = 1.0) -> dict:
+    """Class-mean gap of each cue in `organ`: own cues weigh 1, the other organ's `shared`, at a fixed norm."""
+    shared = check_shared(shared)
+    # Norm of the gap vector = GAP * 2 at every `shared`: equal Mahalanobis distance, equal difficulty.
+    scale = GAP * np.sqrt(4.0 / (2.0 + 2.0 * shared ** 2))
+    return {k: scale * (1.0 if k in OWN_CUES[organ] else shared) for k in CUES}
+
+
+def _cue_strengths(seed, organ, label, overlap, shared):
+    """Per-lesion strengths in [0, 1] of the four cues, drawn around 0.5 +- gap / 2 by class."""
+    z = _rng(seed, organ, _CUE_STREAM).standard_normal(len(CUES))
+    sign = 1.0 if label else -1.0
     sd = 0.5 * overlap
-    return {k: float(np.clip(rng.normal(mean, sd), 0.0, 1.0)) for k in ("margin", "rim", "heterogeneity")}
+    return {k: float(np.clip(0.5 + sign * g / 2 + sd * zk, 0.0, 1.0))
+            for (k, g), zk in zip(cue_gaps(organ, shared).items(), z)}
 
 
-def _lesion_mask(rng, shape, centre, radius, irregularity):
-    """A star-shaped lesion whose radius varies with angle; `irregularity` adds lobes and spicules."""
+def _check_cues(cues) -> dict:
+    """Explicit cue strengths: all four cues, each in [0, 1]."""
+    if not isinstance(cues, dict) or set(cues) != set(CUES):
+        raise ValueError(f"cues must give exactly the cues {', '.join(CUES)}, got {cues!r}")
+    bad = {k: v for k, v in cues.items() if not 0.0 <= float(v) <= 1.0}
+    if bad:
+        raise ValueError(f"cue strengths must lie in [0, 1], got {bad}")
+    return {k: float(cues[k]) for k in CUES}
+
+
+def _lesion_shape(seed, organ):
+    """Lesion-level shape and paint parameters, drawn for the most irregular case so no cue shifts them."""
+    rng = _rng(seed, organ, _SHAPE_STREAM)
+    return {"radius": rng.uniform(0.07, 0.13),
+            "lobe_amp": rng.uniform(0.3, 1.0, 2), "lobe_phase": rng.uniform(0, 2 * np.pi, 2),
+            "spike_count": rng.uniform(4, MAX_SPIKES), "spike_phi": rng.uniform(-np.pi, np.pi, MAX_SPIKES),
+            "spike_width": rng.uniform(0.05, 0.15, MAX_SPIKES), "spike_length": rng.uniform(0.25, 0.7, MAX_SPIKES),
+            "base": rng.uniform(0, 1), "contrast": rng.uniform(0, 1), "texture_sigma": rng.uniform(1.0, 2.0)}
+
+
+def _lesion_mask(shape, centre, radius, rotation, lesion, cues):
+    """A star-shaped lesion whose radius varies with angle: lobes (lobulation) and spicules (spiculation)."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w]
     dy, dx = yy - centre[0], xx - centre[1]
-    theta = np.arctan2(dy, dx)
+    theta = np.arctan2(dy, dx) - rotation
     dist = np.hypot(dy, dx)
     r = np.ones_like(theta)
-    # Low-frequency lobulation is present in every lesion (nuisance), amplified by irregularity.
-    for k in (2, 3):
-        r += (0.04 + 0.10 * irregularity) * rng.uniform(0.3, 1) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    # Spicules: narrow angular spikes whose number and length grow with irregularity.
-    n_spikes = int(round(irregularity * rng.uniform(4, 14)))
-    for _ in range(n_spikes):
-        phi = rng.uniform(-np.pi, np.pi)
-        width = rng.uniform(0.05, 0.15)
-        length = irregularity * rng.uniform(0.25, 0.7)
+    # Low-frequency lobulation is present in every lesion (nuisance), amplified by the cue.
+    for k, amp, phase in zip((2, 3), lesion["lobe_amp"], lesion["lobe_phase"]):
+        r += (0.04 + 0.16 * cues["lobulation"]) * amp * np.cos(k * theta + phase)
+    # Spicules: narrow angular spikes whose number and length grow with the cue (first k of the drawn ones).
+    n_spikes = int(round(cues["spiculation"] * lesion["spike_count"]))
+    for phi, width, length in list(zip(lesion["spike_phi"], lesion["spike_width"], lesion["spike_length"]))[:n_spikes]:
         d = np.angle(np.exp(1j * (theta - phi)))
-        r += length * np.exp(-0.5 * (d / width) ** 2)
+        r += cues["spiculation"] * length * np.exp(-0.5 * (d / width) ** 2)
     return dist <= radius * r
 
 
-def _paint_lesion(rng, image, mask, base, contrast, cues, noise_sd):
+def _paint_lesion(image, mask, base, contrast, cues, texture, noise):
     """Fill the lesion: base intensity, an inhomogeneous interior and a peripheral rim."""
     inside = ndimage.distance_transform_edt(mask)
     depth = inside / (inside.max() + 1e-8)
-    hetero = _smooth_noise(rng, image.shape, sigma=rng.uniform(1.0, 2.0))
     # Rim: bright band at the periphery, thicker and stronger for malignant-looking lesions.
     rim_width = 0.08 + 0.35 * cues["rim"]
     rim = np.exp(-0.5 * (depth / rim_width) ** 2) * (0.15 + 0.6 * cues["rim"])
-    lesion = base + contrast * (rim + (0.04 + 0.4 * cues["heterogeneity"]) * hetero)
-    # Soft edge: sharp for smooth margins, blurred for irregular ones.
-    edge = ndimage.gaussian_filter(mask.astype(float), 0.4 + 1.2 * cues["margin"])
-    out = image * (1 - edge) + lesion * edge
-    return out + noise_sd * rng.standard_normal(image.shape)
+    lesion = base + contrast * (rim + (0.04 + 0.4 * cues["heterogeneity"]) * texture)
+    # Soft edge: sharp for smooth margins, blurred for spiculated ones.
+    edge = ndimage.gaussian_filter(mask.astype(float), 0.4 + 1.2 * cues["spiculation"])
+    return image * (1 - edge) + lesion * edge + noise
 
 
 def _brain_background(rng, size):
@@ -129,30 +194,49 @@ def _lung_background(rng, size):
 
 _ORGAN = {
     # organ: (background fn, lesion base intensity, lesion contrast, noise sd)
-    "brain": (_brain_background, (420.0, 560.0), (250.0, 380.0), 12.0),
-    "lung": (_lung_background, (0.0, 60.0), (120.0, 220.0), 18.0),
+    # Tuned so that each cue changes the prepared crops about equally in both organs (`cue_table`):
+    # the 1400-HU CT window flattens lung lesions, so lung needs a larger contrast than brain, whose
+    # percentile window spans only ~20..650.
+    "brain": (_brain_background, (420.0, 560.0), (100.0, 160.0), 12.0),  # enhancing rim up to ~+120
+    "lung": (_lung_background, (-100.0, -40.0), (240.0, 330.0), 18.0),  # solid nodule, rim up to ~+200 HU
 }
+# Intensity window of each organ's crops (as `registry.phantom_lesions` prepares them): HU for CT,
+# None = the slice's own percentiles for MRI.
+CROP_WINDOW = {"brain": None, "lung": CT_LESION_WINDOW}
 
 
-def phantom_slice(organ: str, label: int, seed: int, size: int = 128, overlap: float = 0.6) -> PhantomSlice:
-    """Generate one slice of `organ` with a lesion of class `label` (1 = malignant), deterministically."""
+def phantom_slice(organ: str, label: int, seed: int, size: int = 128, overlap: float = 0.6, shared: float = 1.0,
+                  cues: dict | None = None, cut: int = 0) -> PhantomSlice:
+    """Cut `cut` through lesion `seed` of `organ`, class `label` (1 = malignant), deterministically.
+
+    The lesion's cues depend on (organ, seed, label), its shape and intensities on (organ, seed); the
+    cut adds slice-level nuisance (background, section size, position, rotation, texture, noise). `cues` overrides the
+    drawn cue strengths (all four, each in [0, 1]) and changes nothing else.
+    """
     if organ not in _ORGAN:
         raise ValueError(f"unknown phantom organ {organ!r}; allowed: {', '.join(ORGANS)}")
     if label not in (0, 1):
         raise ValueError(f"label must be 0 (benign) or 1 (malignant), got {label!r}")
     if not 0.0 <= overlap <= 2.0:
         raise ValueError(f"overlap must lie in [0, 2], got {overlap}")
-    rng = np.random.default_rng([seed, ORGANS.index(organ), label])
+    shared = check_shared(shared)
+    cues = _cue_strengths(seed, organ, label, overlap, shared) if cues is None else _check_cues(cues)
     background, (lo, hi), (clo, chi), noise_sd = _ORGAN[organ]
-    image, allowed = background(rng, size)
-    cues = _cue_strengths(rng, label, overlap)
-    radius = rng.uniform(0.06, 0.12) * size
+    lesion = _lesion_shape(seed, organ)
+    image, allowed = background(_rng(seed, organ, _BACKGROUND_STREAM, cut), size)
+    rng = _rng(seed, organ, _CUT_STREAM, cut)
+    # Another cut through the same lesion: a smaller or larger section, elsewhere, turned.
+    radius = lesion["radius"] * rng.uniform(0.7, 1.0) * size
+    rotation, where = rng.uniform(0, 2 * np.pi), rng.uniform()
     ys, xs = np.nonzero(ndimage.binary_erosion(allowed, iterations=int(radius)))
     if len(ys) == 0:
         ys, xs = np.nonzero(allowed)
-    i = rng.integers(len(ys))
-    mask = _lesion_mask(rng, image.shape, (ys[i], xs[i]), radius, cues["margin"])
-    image = _paint_lesion(rng, image, mask, rng.uniform(lo, hi), rng.uniform(clo, chi), cues, noise_sd)
+    i = int(where * len(ys))
+    mask = _lesion_mask(image.shape, (ys[i], xs[i]), radius, rotation, lesion, cues)
+    texture = _smooth_noise(_rng(seed, organ, _TEXTURE_STREAM, cut), image.shape, lesion["texture_sigma"])
+    noise = noise_sd * _rng(seed, organ, _NOISE_STREAM, cut).standard_normal(image.shape)
+    image = _paint_lesion(image, mask, lo + lesion["base"] * (hi - lo), clo + lesion["contrast"] * (chi - clo),
+                          cues, texture, noise)
     return PhantomSlice(image=image.astype(np.float32), mask=mask, label=int(label), cues=cues)
 
 
@@ -163,8 +247,53 @@ def phantom_labels(n: int, malignant_fraction: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(labels)
 
 
+def phantom_layout(n: int, malignant_fraction: float, seed: int, slices_per_patient: int = 1):
+    """(label, patient number) of each of `n` slices: consecutive slices share a patient, labels are per patient."""
+    m = check_slices_per_patient(slices_per_patient)
+    patient = np.arange(n) // m  # the last patient may have fewer slices
+    labels = phantom_labels(-(-n // m), malignant_fraction, seed)
+    return labels[patient], patient
+
+
 def phantom_slices(organ: str, n: int, seed: int = 0, size: int = 128, overlap: float = 0.6,
-                   malignant_fraction: float = 0.5):
-    """Yield `n` deterministic slices of `organ`; slice i depends only on (organ, seed, i)."""
-    for i, label in enumerate(phantom_labels(n, malignant_fraction, seed)):
-        yield phantom_slice(organ, int(label), seed=seed * 1_000_003 + i, size=size, overlap=overlap)
+                   malignant_fraction: float = 0.5, shared: float = 1.0, slices_per_patient: int = 1):
+    """Yield `n` deterministic slices of `organ`; slice i depends only on (organ, seed, i, slices_per_patient)."""
+    shared = check_shared(shared)
+    labels, patients = phantom_layout(n, malignant_fraction, seed, slices_per_patient)
+    for i, (label, j) in enumerate(zip(labels, patients)):
+        # One lesion per patient; its slices are different cuts through it.
+        yield phantom_slice(organ, int(label), seed=seed * 1_000_003 + int(j), size=size, overlap=overlap,
+                            shared=shared, cut=i - int(j) * int(slices_per_patient))
+
+
+def crop_slice(organ: str, s: PhantomSlice, image_size: int = 64, margin: float = 0.25):
+    """(crop, crop mask) of a slice, prepared as `registry.phantom_lesions` prepares it."""
+    from .prep import extract_lesion
+
+    return extract_lesion(s.image, s.mask, image_size, margin, CROP_WINDOW[organ])
+
+
+def cue_visibility(organ: str, cue: str, n: int = 16, size: int = 128, image_size: int = 64, margin: float = 0.25,
+                   seed: int = 0, low: float = 0.0, high: float = 1.0) -> float:
+    """Mean absolute difference of prepared crops of the same lesions with `cue` at `low` vs `high`."""
+    if cue not in CUES:
+        raise ValueError(f"unknown cue {cue!r}; allowed: {', '.join(CUES)}")
+    diffs = []
+    for i in range(n):
+        lesion_seed, label = seed * 1_000_003 + i, i % 2
+        # The other cues as the generator draws them (both classes), so the cue is seen in context.
+        cues = _cue_strengths(lesion_seed, organ, label, 0.6, 1.0)
+        a, b = (crop_slice(organ, phantom_slice(organ, label, lesion_seed, size, cues=dict(cues, **{cue: v})),
+                           image_size, margin)[0] for v in (low, high))
+        diffs.append(float(np.abs(a - b).mean()))
+    return float(np.mean(diffs))
+
+
+def cue_table(n: int = 16, size: int = 128, image_size: int = 64, margin: float = 0.25, seed: int = 0):
+    """DataFrame organ x cue of `cue_visibility`, with the lung / brain ratio as a last row."""
+    import pandas as pd
+
+    table = pd.DataFrame({cue: {organ: cue_visibility(organ, cue, n, size, image_size, margin, seed)
+                                for organ in ORGANS} for cue in CUES}).loc[list(ORGANS)]
+    table.loc["lung / brain"] = table.loc["lung"] / table.loc["brain"]
+    return table

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.transform import resize
 
+CT_LESION_WINDOW = (-1000.0, 400.0)  # HU mapped to [0, 1] for CT lesion crops (lung)
+
 
 class LesionPrepError(ValueError):
     """A slice or mask that cannot be turned into a lesion crop."""

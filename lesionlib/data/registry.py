@@ -7,10 +7,7 @@ from typing import Callable
 import numpy as np
 
 from .lesions import LesionIndex, LesionSet
-from .prep import extract_lesion
-
-# Intensity windows applied before cropping; None = per-slice percentiles (MRI has no absolute units).
-CT_LESION_WINDOW = (-1000.0, 400.0)
+from .prep import CT_LESION_WINDOW  # noqa: F401  (re-exported: the readers import the CT window from here)
 
 
 @dataclass(frozen=True)
@@ -56,39 +53,51 @@ def lesion_index(source: str, organ: str, **params) -> LesionIndex:
 
 
 def phantom_lesions(organ: str, n: int, seed: int = 0, image_size: int = 64, margin: float = 0.25,
-                    slice_size: int = 128, overlap: float = 0.6, malignant_fraction: float = 0.5) -> LesionSet:
-    """`n` phantom slices of `organ`, each prepared into a lesion crop."""
-    from .phantom import phantom_slices
+                    slice_size: int = 128, overlap: float = 0.6, malignant_fraction: float = 0.5,
+                    shared: float = 1.0, slices_per_patient: int = 1) -> LesionSet:
+    """`n` phantom slices of `organ` (`slices_per_patient` per synthetic patient), each prepared into a lesion crop."""
+    from .phantom import check_shared, crop_slice, phantom_slices
 
-    window = CT_LESION_WINDOW if organ == "lung" else None
+    shared = check_shared(shared)
     imgs, masks, labels = [], [], []
     for s in phantom_slices(organ, n, seed=seed, size=slice_size, overlap=overlap,
-                            malignant_fraction=malignant_fraction):
-        img, msk = extract_lesion(s.image, s.mask, image_size, margin, window)
+                            malignant_fraction=malignant_fraction, shared=shared,
+                            slices_per_patient=slices_per_patient):
+        img, msk = crop_slice(organ, s, image_size, margin)  # lung: CT_LESION_WINDOW; brain: percentiles
         imgs.append(img)
         masks.append(msk)
         labels.append(s.label)
-    ids = _phantom_ids(organ, seed, n)
-    # One slice per synthetic patient: the patient id is the lesion id.
-    return LesionSet(np.stack(imgs), np.stack(masks), np.asarray(labels, dtype=np.int64), ids.copy(), ids,
-                     organ, "phantom", {"seed": seed, "overlap": overlap})
+    ids, patients = _phantom_ids(organ, seed, n, slices_per_patient)
+    return LesionSet(np.stack(imgs), np.stack(masks), np.asarray(labels, dtype=np.int64), patients, ids,
+                     organ, "phantom", {"seed": seed, "overlap": overlap, "shared": shared,
+                                        "slices_per_patient": slices_per_patient})
 
 
-def _phantom_ids(organ: str, seed: int, n: int) -> np.ndarray:
-    """Lesion ids of a phantom set; one slice per synthetic patient, so they are its patient ids too."""
-    return np.array([f"phantom-{organ}-{seed}-{i:05d}" for i in range(n)])
+def _phantom_ids(organ: str, seed: int, n: int, slices_per_patient: int = 1):
+    """(lesion ids, patient ids) of a phantom set; with one slice per patient the patient id is the lesion id."""
+    from .phantom import check_slices_per_patient
+
+    m = check_slices_per_patient(slices_per_patient)
+    ids = np.array([f"phantom-{organ}-{seed}-{i:05d}" for i in range(n)])
+    if m == 1:
+        return ids, ids.copy()
+    return ids, np.array([f"phantom-{organ}-{seed}-p{i // m:04d}" for i in range(n)])
 
 
-def phantom_index(organ: str, n: int, seed: int = 0, malignant_fraction: float = 0.5, **_ignored) -> LesionIndex:
+def phantom_index(organ: str, n: int, seed: int = 0, malignant_fraction: float = 0.5, slices_per_patient: int = 1,
+                  **_ignored) -> LesionIndex:
     """Labels and patients of `phantom_lesions` with the same arguments (no slice is drawn)."""
-    from .phantom import phantom_labels
+    from .phantom import check_shared, phantom_layout
 
-    ids = _phantom_ids(organ, seed, n)
-    return LesionIndex(np.asarray(phantom_labels(n, malignant_fraction, seed), dtype=np.int64), ids, organ)
+    check_shared(_ignored.get("shared", 1.0))  # a bad value fails here too, before any work
+    labels, _ = phantom_layout(n, malignant_fraction, seed, slices_per_patient)
+    _, patients = _phantom_ids(organ, seed, n, slices_per_patient)
+    return LesionIndex(np.asarray(labels, dtype=np.int64), patients, organ)
 
 
 register_source(Source("phantom", ("brain", "lung"), phantom_lesions,
-                       "offline generator with shared malignant cues (lesionlib.data.phantom)", phantom_index))
+                       "offline generator with malignant cues shared between organs to a chosen degree "
+                       "(lesionlib.data.phantom)", phantom_index))
 
 
 def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, **_ignored) -> LesionSet:
