@@ -1,7 +1,7 @@
 """From finished runs to the paper's findings: figure frames, fold ranges, loss curves and the claims.
 
 Every function here reads results of the run cache (through a `Runner`) and computes; nothing is
-stored or typed in. The Conclusions page calls `claims` for each direction.
+stored or typed in. The verdicts on the paper's findings are in `lesionlib.verdicts`.
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .experiment import FIGURES, KEY_NAMES, Runner, results_frame
-from .metrics import best_arm, f2_from_rp
-from .profile import DIRECTIONS, SIZE_NAMES, Profile
+from .metrics import f2_from_rp
+from .profile import SIZE_NAMES
 
 
 def figure_runs(runner: Runner, fig: str, direction: str):
@@ -79,24 +79,8 @@ def convergence(curves: pd.DataFrame) -> pd.DataFrame:
                                                             if a in set(curves.arm)])
 
 
-def _trend(values: pd.Series) -> float:
-    """Spearman correlation between size rank (High = 3 ... VLow = 0) and `values` (nan with < 3 points)."""
-    from scipy.stats import spearmanr
-
-    rank = [len(SIZE_NAMES) - 1 - SIZE_NAMES.index(s) for s in values.index]
-    if len(values) < 3 or values.nunique() < 2:
-        return float("nan")
-    return float(spearmanr(rank, values.values).statistic)
-
-
-def _rho(values: pd.Series) -> str:
-    """The size trend of `values` in words for the evidence column."""
-    r = _trend(values)
-    return "n/a (fewer than 3 sizes)" if np.isnan(r) else f"{r:+.2f}"
-
-
-def _degenerate(frame: pd.DataFrame, arms=("base", "lesagn", "lesaug")) -> str:
-    """The degenerate runs (every or no test lesion called malignant) among `arms`, for the claims table."""
+def degenerate_runs(frame: pd.DataFrame, arms=("base", "lesagn", "lesaug")) -> str:
+    """The degenerate runs (every or no test lesion called malignant) among `arms`, for the Conclusions page."""
     if "degenerate" not in frame:
         return ""
     bad = frame[frame["arm"].isin(arms) & frame["degenerate"].astype(bool)]
@@ -105,54 +89,21 @@ def _degenerate(frame: pd.DataFrame, arms=("base", "lesagn", "lesaug")) -> str:
                      for _, r in bad.iterrows())
 
 
-def claims(runner: Runner, direction: str) -> list[dict]:
-    """Our verdict on each of the paper's findings for one direction, with the evidence in words.
+def control_runs(runner: Runner, direction: str) -> pd.DataFrame:
+    """The Controls page's runs, one row per (shared, arm, seed): scores, the loss before training, the best
+    epoch, and the budget: gradient steps and seconds of the run and of the source model it starts from
+    (G's cost is left out: every arm but Base pays it alike)."""
+    from .experiment import trained_parent
 
-    `degenerate runs` lists the runs behind a claim that called every test lesion malignant, or none:
-    their R and P come from the threshold, not from what they learned, so such a verdict needs their AUC.
-    """
-    out = []
-    f1 = figure_frame(runner, "fig1", direction, bootstrap=0)
-    g = f1.groupby(["size", "arm"])[["recall", "precision"]].mean()
-    sizes = [s for s in SIZE_NAMES if s in set(f1["size"])]
-    wins = [s for s in sizes if best_arm({a: tuple(g.loc[(s, a)].round(2)) for a in ("lesagn", "lesaug")}) == "lesaug"]
-    out.append({"claim": "(a) LesAug beats LesAgn in most rows of Fig 1", "direction": direction,
-                "evidence": f"LesAug ahead (lexicographic R, P) in {len(wins)} of {len(sizes)} rows",
-                "holds": len(wins) > len(sizes) / 2, "degenerate runs": _degenerate(f1, ("lesagn", "lesaug"))})
-    gap_t = (mean_f2(f1, "size")["lesaug"] - mean_f2(f1, "size")["lesagn"])
-    out.append({"claim": "(b) the benefit grows as the target set shrinks", "direction": direction,
-                "evidence": f"F2 gap LesAug−LesAgn: {gap_t.iloc[0]:+.2f} at {gap_t.index[0]}, "
-                            f"{gap_t.iloc[-1]:+.2f} at {gap_t.index[-1]}; Spearman(size, gap) = {_rho(gap_t)}",
-                "holds": bool(gap_t.iloc[-1] > gap_t.iloc[0]), "degenerate runs": _degenerate(f1, ("lesagn", "lesaug"))})
-    f2 = figure_frame(runner, "fig2", direction, bootstrap=0)
-    m2 = mean_f2(f2, "source size")
-    gap_s = m2["lesaug"] - m2["lesagn"]
-    out.append({"claim": "(c) the benefit shrinks as the source set shrinks", "direction": direction,
-                "evidence": f"F2 gap: {gap_s.iloc[0]:+.2f} at |d_s| {gap_s.index[0]}, {gap_s.iloc[-1]:+.2f} at "
-                            f"{gap_s.index[-1]}; Spearman(size, gap) = {_rho(gap_s)}",
-                "holds": bool(gap_s.iloc[0] > gap_s.iloc[-1]), "degenerate runs": _degenerate(f2, ("lesagn", "lesaug"))})
-    f3 = figure_frame(runner, "fig3", direction, bootstrap=0)
-    r3 = fold_ranges(f3)
-    aug, agn = r3.loc["lesaug"], r3.loc["lesagn"]
-    out.append({"claim": "(d) LesAug varies less across folds than LesAgn", "direction": direction,
-                "evidence": f"spread of R {aug['R spread']:.2f} vs {agn['R spread']:.2f}, of P {aug['P spread']:.2f} "
-                            f"vs {agn['P spread']:.2f} (LesAug vs LesAgn, {runner.P.cv_folds} folds)",
-                "holds": bool(aug["R spread"] < agn["R spread"] and aug["P spread"] < agn["P spread"]),
-                "degenerate runs": _degenerate(f3, ("lesagn", "lesaug"))})
-    specs, results = figure_runs(runner, "fig5", direction)
-    conv = convergence(loss_curves(specs, results))
-    others = conv.drop(index=["lesaug"] + (["lesonly"] if "lesonly" in conv.index else []))
-    out.append({"claim": "(e) LesAug starts from a lower loss and converges sooner", "direction": direction,
-                "evidence": f"normalised start loss {conv.loc['lesaug', 'start']:.2f} vs "
-                            f"{others['start'].min():.2f} (best other); best epoch "
-                            f"{conv.loc['lesaug', 'best epoch']:.1f} vs {others['best epoch'].min():.1f}",
-                "holds": bool(conv.loc["lesaug", "start"] < others["start"].min() and
-                              conv.loc["lesaug", "best epoch"] <= others["best epoch"].min()),
-                "degenerate runs": ""})  # (e) reads loss curves, which no threshold touches
+    specs, results = figure_runs(runner, "controls", direction)
+    frame = results_frame(specs, results, KEY_NAMES["controls"])
+    rows = []
+    for (cond, arm, seed), res in zip(specs, results):
+        parent = trained_parent(specs[(cond, arm, seed)])
+        src = runner.result(parent) if parent is not None and parent["role"] == "source" else None
+        rows.append({"start": res["history"][0]["valid_loss"], "steps": res["fit"]["steps"],
+                     "source steps": src["fit"]["steps"] if src else 0,
+                     "source seconds": src["seconds"] if src else 0.0})
+    out = pd.concat([frame, pd.DataFrame(rows)], axis=1)
+    out["total seconds"] = out["seconds"] + out["source seconds"]
     return out
-
-
-def all_claims(P: Profile, runner: Runner | None = None) -> pd.DataFrame:
-    """`claims` for both directions as one table."""
-    runner = runner or Runner(P)
-    return pd.DataFrame([c for d in DIRECTIONS for c in claims(runner, d)])

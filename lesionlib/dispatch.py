@@ -94,7 +94,7 @@ def run_on_cluster(P: Profile, specs: list, log=None) -> int:
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    from .experiment import describe, unique_runs
+    from .experiment import describe, trained_parent, unique_runs
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     wanted = {spec_key(s) for s in specs}
@@ -105,8 +105,8 @@ def run_on_cluster(P: Profile, specs: list, log=None) -> int:
             f"{len(client.scheduler_info()['workers'])} workers)")
         futures, labels = {}, {}
         for spec in order:
-            init = spec.get("init")
-            deps = [futures[spec_key(init)]] if init is not None and spec_key(init) in futures else []
+            parent = trained_parent(spec)
+            deps = [futures[spec_key(parent)]] if parent is not None and spec_key(parent) in futures else []
             key = f"lesionlib-run-{spec_key(spec)}"
             futures[spec_key(spec)] = client.submit(train_task, profile, spec, *deps, key=key, pure=False)
             labels[key] = describe(spec)

@@ -10,6 +10,14 @@ sample size, seeds), its training settings and the specification of the model it
 * ``lesonly`` -- Transfer(d_t | Learn(d_s)):           init = a source model from random weights (ours,
   not in the paper: lesion knowledge without G)
 
+and three controls of ours (the Controls page), which LesAug must beat for a win to mean lesion knowledge:
+
+* ``lesshuf`` -- LesAug whose source model learnt the source organ with its labels permuted: the same
+  images and gradient steps, no label knowledge (separates lesion knowledge from a warm start)
+* ``lesstat`` -- random weights with each parameter tensor's mean and variance of LesAug's source model
+  (Raghu et al. 2019, "Transfusion": separates feature reuse from better-scaled initial weights)
+* ``agnstat`` -- the same with G's statistics
+
 Because a specification contains its parents, the cache key of LesAug changes whenever anything about
 its source model or G changes, and each source model is trained once and reused by every target run.
 """
@@ -30,17 +38,19 @@ from .cache import RunCache, spec_key
 from .data import PreparedSetError, build_lesions, load_lesions, save_lesions
 from .data.lesions import LesionIndex, LesionSet
 from .data.registry import lesion_index
-from .data.splits import SplitError, sample_indices
-from .fingerprint import file_sha256, run_env
-from .learner import Model, TrainConfig, learn, precision, predict, resolve_device, transfer
+from .data.splits import SplitError, permuted_labels, sample_indices
+from .fingerprint import file_sha256, run_env, training_code
+from .learner import Model, TrainConfig, learn, moment_matched, precision, predict, resolve_device, transfer
 from .metrics import bootstrap_interval, degenerate, scores
 from .profile import DIRECTIONS, SIZE_NAMES, Profile, ProfileError
 
 SPEC_VERSION = 2  # the layout of a specification; code, libraries and device are in its `env`
 PREPARED_FILES = ("index.csv", "crops.npz")  # what decides a prepared set's content (meta.json only describes it)
-ARMS = ("base", "lesagn", "lesaug", "lesonly")
+ARMS = ("base", "lesagn", "lesaug", "lesonly")  # the figures' arms
 PAPER_ARMS = ("base", "lesagn", "lesaug")  # the arms the paper reports; LesOnly is ours
-ARM_LABELS = {"base": "Base", "lesagn": "LesAgn", "lesaug": "LesAug", "lesonly": "LesOnly"}
+CONTROL_ARMS = ("base", "lesagn", "lesaug", "lesshuf", "lesstat", "agnstat")  # the Controls page's arms
+ARM_LABELS = {"base": "Base", "lesagn": "LesAgn", "lesaug": "LesAug", "lesonly": "LesOnly",
+              "lesshuf": "LesShuf", "lesstat": "LesStat", "agnstat": "AgnStat"}
 THRESHOLD = 0.5  # a lesion is called malignant when Predict gives a probability >= 0.5
 
 
@@ -55,7 +65,8 @@ def data_spec(P: Profile, organ: str) -> dict:
     if P.data_source == "phantom":
         return {"source": "phantom", "organ": organ, "n": P.phantom_pool[organ], "seed": 0,
                 "image_size": P.image_size, "margin": P.crop_margin, "slice_size": P.phantom_slice_size,
-                "overlap": P.phantom_overlap, "malignant_fraction": P.phantom_malignant_fraction[organ]}
+                "overlap": P.phantom_overlap, "malignant_fraction": P.phantom_malignant_fraction[organ],
+                "shared": float(P.phantom_shared), "slices_per_patient": P.phantom_slices_per_patient[organ]}
     return {"source": P.data_source, "organ": organ, "image_size": P.image_size,
             "sha256": prepared_sha256(Path(P.data_dir).expanduser() / organ)}
 
@@ -68,15 +79,21 @@ def prepared_sha256(path: Path) -> str:
     return file_sha256(files[0])[:32] + file_sha256(files[1])[:32]
 
 
-def sample_spec(P: Profile, organ: str, n: int, seed: int, fold: int | None = None, role: str = "target") -> dict:
+def sample_spec(P: Profile, organ: str, n: int, seed: int, fold: int | None = None, role: str = "target",
+                labels: str = "true") -> dict:
     """A training sample of `n` lesions of `organ`.
 
     A target sample is drawn after the organ's test set is set aside; a source sample comes from the
     whole set (the paper scores source models on no test set of their own organ).
     With `fold` = k, the sample is cut into `cv_folds` patient folds: fold k is the validation set
     for early stopping and the other folds are trained on (Fig 3's cross-validation).
+    With `labels` = "shuffled", the drawn sample's labels are permuted among its lesions (LesShuf's source).
     """
+    if labels not in ("true", "shuffled"):
+        raise ValueError(f"labels must be 'true' or 'shuffled', got {labels!r}")
     s = {"data": data_spec(P, organ), "n": int(n), "sample_seed": int(seed)}
+    if labels == "shuffled":
+        s["labels"] = "shuffled"
     if role == "target":
         s.update(test_size=P.test_size, test_seed=P.test_seed)
     if fold is not None:
@@ -104,9 +121,9 @@ def generic_spec(P: Profile) -> dict:
 
 
 def model_spec(P: Profile, role: str, organ: str, n: int, seed: int, init: dict | None,
-               fold: int | None = None) -> dict:
+               fold: int | None = None, labels: str = "true") -> dict:
     """A lesion model trained on `n` lesions of `organ`, starting from `init` (None: random weights)."""
-    return {"role": role, "sample": sample_spec(P, organ, n, seed, fold, role), "init": init,
+    return {"role": role, "sample": sample_spec(P, organ, n, seed, fold, role, labels), "init": init,
             "train": P.train_config().as_spec(), "seed": int(seed), "v": SPEC_VERSION, "env": env_spec(P)}
 
 
@@ -118,6 +135,22 @@ def source_model(P: Profile, source: str, n_s: int, seed: int) -> dict:
 def source_only_model(P: Profile, source: str, n_s: int, seed: int) -> dict:
     """Learn(d_s): a source model from random weights (the start of LesOnly)."""
     return model_spec(P, "source", source, n_s, seed, None)
+
+
+def shuffled_source_model(P: Profile, source: str, n_s: int, seed: int) -> dict:
+    """Transfer(d_s' | G), d_s' = d_s with its labels permuted: the start of LesShuf."""
+    return model_spec(P, "source", source, n_s, seed, generic_spec(P), labels="shuffled")
+
+
+def weight_stats(of: dict, seed: int) -> dict:
+    """Random weights with the per-tensor mean and variance of the model `of` (derived, never trained)."""
+    return {"role": "weight-stats", "of": of, "seed": int(seed)}
+
+
+def trained_parent(spec: dict) -> dict | None:
+    """The trained model a run starts from (through a weight-statistics init to its model), or None."""
+    init = spec.get("init") if spec["role"] != "generic" else None
+    return init["of"] if init is not None and init["role"] == "weight-stats" else init
 
 
 def base(P: Profile, target: str, n_t: int, seed: int, fold=None) -> dict:
@@ -140,6 +173,21 @@ def lesonly(P: Profile, source: str, target: str, n_t: int, n_s: int, seed: int,
     return model_spec(P, "target", target, n_t, seed, source_only_model(P, source, n_s, seed), fold)
 
 
+def lesshuf(P: Profile, source: str, target: str, n_t: int, n_s: int, seed: int, fold=None) -> dict:
+    """LesShuf = Transfer(d_t | Transfer(d_s' | G)), d_s' with permuted labels (control)."""
+    return model_spec(P, "target", target, n_t, seed, shuffled_source_model(P, source, n_s, seed), fold)
+
+
+def lesstat(P: Profile, source: str, target: str, n_t: int, n_s: int, seed: int, fold=None) -> dict:
+    """LesStat = Learn(d_t) from random weights scaled like LesAug's source model (control)."""
+    return model_spec(P, "target", target, n_t, seed, weight_stats(source_model(P, source, n_s, seed), seed), fold)
+
+
+def agnstat(P: Profile, target: str, n_t: int, seed: int, fold=None) -> dict:
+    """AgnStat = Learn(d_t) from random weights scaled like G (control)."""
+    return model_spec(P, "target", target, n_t, seed, weight_stats(generic_spec(P), seed), fold)
+
+
 def arm_spec(P: Profile, arm: str, direction: str, n_t: int, n_s: int, seed: int, fold: int | None = None) -> dict:
     """The specification of one arm for one direction, target size, source size and seed."""
     if direction not in DIRECTIONS:
@@ -153,7 +201,13 @@ def arm_spec(P: Profile, arm: str, direction: str, n_t: int, n_s: int, seed: int
         return lesaug(P, source, target, n_t, n_s, seed, fold)
     if arm == "lesonly":
         return lesonly(P, source, target, n_t, n_s, seed, fold)
-    raise ValueError(f"unknown arm {arm!r}; allowed: {', '.join(ARMS)}")
+    if arm == "lesshuf":
+        return lesshuf(P, source, target, n_t, n_s, seed, fold)
+    if arm == "lesstat":
+        return lesstat(P, source, target, n_t, n_s, seed, fold)
+    if arm == "agnstat":
+        return agnstat(P, target, n_t, seed, fold)
+    raise ValueError(f"unknown arm {arm!r}; allowed: {', '.join(ARMS + CONTROL_ARMS[3:])}")
 
 
 # --- the figures of Section 5: {key: spec}, the key's first element names the row ----------------
@@ -199,9 +253,37 @@ def fig5_specs(P: Profile, direction: str) -> dict:
     return {(arm, seed): spec for (size, arm, seed), spec in fig1_specs(P, direction).items() if size == smallest}
 
 
-FIGURES = {"fig1": fig1_specs, "fig2": fig2_specs, "fig3": fig3_specs, "fig4": fig4_specs, "fig5": fig5_specs}
+def control_profile(P: Profile, shared: float | None) -> Profile:
+    """`P` with phantom data sharing `shared` of the malignancy signal between organs (real data: `P`)."""
+    if P.data_source != "phantom" or shared is None or float(shared) == float(P.phantom_shared):
+        return P
+    return replace(P, phantom_shared=float(shared))
+
+
+def control_conditions(P: Profile) -> list:
+    """The data conditions of the Controls page: each `control_shared` value on phantom data, else one."""
+    return [float(s) for s in P.control_shared] if P.data_source == "phantom" else [None]
+
+
+def controls_specs(P: Profile, direction: str) -> dict:
+    """Controls: every control arm at Fig 5's target size (the smallest) and High source size, over
+    `control_seeds` and, on phantom data, each `control_shared` -> {(shared, arm, seed): spec}."""
+    source, _ = DIRECTIONS[direction]
+    smallest = [s for s in SIZE_NAMES if s in P.target_sizes][-1]
+    out = {}
+    for shared in control_conditions(P):
+        Q = control_profile(P, shared)
+        n_t, n_s = Q.target_sizes[smallest], Q.source_size(source, "High")
+        out.update({(shared, arm, seed): arm_spec(Q, arm, direction, n_t, n_s, seed)
+                    for arm in CONTROL_ARMS for seed in P.control_seeds})
+    return out
+
+
+FIGURES = {"fig1": fig1_specs, "fig2": fig2_specs, "fig3": fig3_specs, "fig4": fig4_specs, "fig5": fig5_specs,
+           "controls": controls_specs}
 KEY_NAMES = {"fig1": ("size", "arm", "seed"), "fig2": ("source size", "arm", "seed"), "fig3": ("fold", "arm", "seed"),
-             "fig4": ("size", "source size", "seed"), "fig5": ("arm", "seed")}  # what each part of a key means
+             "fig4": ("size", "source size", "seed"), "fig5": ("arm", "seed"),
+             "controls": ("shared", "arm", "seed")}  # what each part of a key means
 
 
 def grid_specs(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES)) -> dict:
@@ -274,14 +356,21 @@ def describe(spec: dict) -> str:
     """A short human label for a spec, for progress lines."""
     if spec["role"] == "generic":
         return f"G={spec['name']}"
+    if spec["role"] == "weight-stats":
+        return f"stats of {describe(spec['of']) if spec['of']['role'] == 'generic' else 'source'}"
     s, init = spec["sample"], spec["init"]
     if init is None:
         start = "random"
     elif init["role"] == "generic":
         start = describe(init)
+    elif init["role"] == "weight-stats":
+        src = init["of"]
+        start = "random, scaled as " + (describe(src) if src["role"] == "generic" else
+                                       f"source({src['sample']['data']['organ']} n={src['sample']['n']})")
     else:
         start = f"source({init['sample']['data']['organ']} n={init['sample']['n']}" + (
-            ", random" if init["init"] is None else "") + ")"
+            ", random" if init["init"] is None else "") + (
+            ", shuffled labels" if init["sample"].get("labels") == "shuffled" else "") + ")"
     fold = f" fold={s['fold']}/{s['folds']}" if "fold" in s else ""
     return f"{spec['role']} {s['data']['organ']} n={s['n']}{fold} seed={spec['seed']} from {start}"
 
@@ -320,7 +409,8 @@ class Runner:
         if key not in self._data:
             params = _source_params(dspec)
             if dspec["source"] == "phantom":
-                path = self.cache.root / "data" / key  # generated once, kept in the prepared format
+                # generated once, kept in the prepared format; a changed generator makes a new set
+                path = self.cache.root / "data" / spec_key({**dspec, "code": training_code()})
                 with run_lock(self.cache, f"data-{key}"):
                     try:
                         ds = load_lesions(path) if path.is_dir() else None
@@ -349,6 +439,9 @@ class Runner:
         patient (the split early stopping watches); without either, the validation set is None."""
         ds = self.dataset(sspec["data"])
         train, valid, _ = sample_indices(ds, sspec, valid_frac, seed)
+        if sspec.get("labels") == "shuffled":  # LesShuf's source: same lesions, labels permuted among them
+            ds = ds.with_labels(permuted_labels(ds.labels, train if valid is None else np.concatenate([train, valid]),
+                                                sspec["sample_seed"]))
         return ds.subset(train), None if valid is None else ds.subset(valid)
 
     def test_set(self, sspec: dict) -> LesionSet:
@@ -366,6 +459,8 @@ class Runner:
             return generic_mod.imagenet_model()
         if spec["role"] == "generic" and spec["name"] == "file":
             return generic_mod.file_model(spec["path"])
+        if spec["role"] == "weight-stats":
+            return moment_matched(self.model(spec["of"]), spec["seed"])
         result = self.ensure(spec)
         return Model(self.cache.state_dict(spec), n_out=result["n_out"])
 
@@ -379,8 +474,8 @@ class Runner:
             self.reused += 1
             return self.result(spec)
         check_env(spec, env_spec(self.P))
-        if spec["role"] != "generic" and spec["init"] is not None:
-            self.model(spec["init"])  # parents first, outside this run's lock
+        if trained_parent(spec) is not None:
+            self.model(trained_parent(spec))  # parents first, outside this run's lock
         with run_lock(self.cache, spec_key(spec)):
             if self.cache.has(spec):  # another process finished it while we waited
                 self.reused += 1
@@ -472,6 +567,8 @@ def unique_runs(specs) -> list:
     def walk(s):  # parents before children, so the list is also an order to train in
         if s is None or (s["role"] == "generic" and s["name"] != "natural-crops"):
             return
+        if s["role"] == "weight-stats":  # derived from its model when needed, never trained or stored
+            return walk(s["of"])
         if s["role"] != "generic":
             walk(s["init"])
         seen.setdefault(spec_key(s), s)
@@ -495,8 +592,8 @@ def results_frame(specs: dict, results: list, names=("size", "arm", "seed"), boo
     rows = []
     for key, res in zip(specs, results):
         spec, s = specs[key], scored(res)["scores"]
-        init = spec["init"]
-        n_s = init["sample"]["n"] if init is not None and init["role"] == "source" else None
+        parent = trained_parent(spec)
+        n_s = parent["sample"]["n"] if parent is not None and parent["role"] == "source" else None
         # AUC needs no threshold: it shows whether a model ranks lesions at all when R/P are degenerate.
         auc = roc_auc_score(res["labels"], res["probs"]) if len(set(res["labels"])) == 2 else float("nan")
         rows.append({**dict(zip(names, key)), **({} if "arm" in names else {"arm": "lesaug"}),

@@ -52,6 +52,7 @@ GRID = (
     Page("fig2", "book/fig2.ipynb", BOTH),
     Page("fig3", "book/fig3.ipynb", BOTH),
     Page("fig4", "book/fig4.ipynb", BOTH),
+    Page("controls", "book/controls.ipynb", BOTH),  # before Fig 5, whose finding (e) reads its seeds
     Page("fig5", "book/fig5.ipynb", BOTH),
     Page("conclusions", "book/conclusions.ipynb", summary=True),
     Page("appendix", "book/reproducibility.ipynb", summary=True,

@@ -162,6 +162,31 @@ def load_weights(learner, init: Model, n_out: int, transfer_head: bool = True) -
         learner.model[1].load_state_dict(head)
 
 
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # batch-norm statistics, not weights
+
+
+def moment_matched(m: Model, seed: int) -> Model:
+    """Random weights with each weight tensor's mean and variance of `m` (Raghu et al. 2019, "Mean Var Init").
+
+    Every floating-point parameter tensor is redrawn i.i.d. from a normal with that tensor's mean and
+    (population) variance, so only its scale and offset are kept, no feature. Batch-norm statistics
+    are reset to a fresh network's (mean 0, variance 1): they describe the data `m` saw.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for k, v in m.state_dict.items():
+        name = k.rsplit(".", 1)[-1]
+        if name in _BUFFERS:
+            out[k] = torch.zeros_like(v) if name != "running_var" else torch.ones_like(v)
+        elif v.is_floating_point():
+            x = v.detach().double()
+            mean, sd = x.mean(), x.std(unbiased=False)
+            out[k] = (mean + sd * torch.randn(v.shape, generator=g, dtype=torch.float64)).to(v.dtype)
+        else:
+            out[k] = v.clone()
+    return Model(out, n_out=m.n_out, arch=m.arch)
+
+
 def _state_dict_cpu(model) -> dict:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
 
@@ -222,6 +247,7 @@ def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: L
     epochs_run = len(values)
     best = min(history[1:], key=lambda h: h["valid_loss"]) if epochs_run else history[0]
     info = {"seconds": seconds, "epochs_run": epochs_run, "best_epoch": best["epoch"], "n_train": len(train),
+            "steps": int(learner.train_iter), "steps_per_epoch": len(dls.train),  # gradient updates: the budget
             "n_valid": len(valid), "images_per_s": (epochs_run * len(train)) / seconds if seconds else math.nan,
             "device": str(resolve_device(cfg.device))}
     return Model(state, n_out=n_out, history=history, fit_info=info)

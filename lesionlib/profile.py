@@ -54,6 +54,10 @@ class Profile:
     phantom_overlap: float
     phantom_malignant_fraction: dict
     phantom_slice_size: int
+    phantom_shared: float
+    phantom_slices_per_patient: dict
+    control_seeds: list
+    control_shared: list
     brain_dir: str | None
     lidc_dir: str | None
     lung_rule: str
@@ -116,6 +120,9 @@ class Profile:
             need(vals == sorted(vals, reverse=True), name, f"must decrease from High to VLow, got {vals}")
         need(isinstance(self.seeds, list) and self.seeds and all(isinstance(s, int) for s in self.seeds), "seeds",
              f"must be a non-empty list of integers, got {self.seeds!r}")
+        need(isinstance(self.control_seeds, list) and self.control_seeds and
+             all(isinstance(s, int) for s in self.control_seeds), "control_seeds",
+             f"must be a non-empty list of integers (the Controls page's seeds), got {self.control_seeds!r}")
         need(isinstance(self.cv_folds, int) and self.cv_folds >= 2, "cv_folds",
              f"must be an integer >= 2 (folds of Fig 3's cross-validation), got {self.cv_folds!r}")
         need(isinstance(self.bootstrap, int) and self.bootstrap >= 0, "bootstrap",
@@ -154,6 +161,17 @@ class Profile:
                 need(isinstance(pool, int) and pool > 0, "phantom_pool", f"must give a positive integer pool size "
                      f"for {o}")
             need(0 <= self.phantom_overlap <= 2, "phantom_overlap", "must lie in [0, 2]")
+            need(isinstance(self.phantom_shared, (int, float)) and 0 <= self.phantom_shared <= 1, "phantom_shared",
+                 f"must lie in [0, 1] (the share of the malignancy signal both organs' cues carry), got "
+                 f"{self.phantom_shared!r}")
+            for o in ORGANS:
+                k = self.phantom_slices_per_patient.get(o) if isinstance(self.phantom_slices_per_patient, dict) else None
+                need(isinstance(k, int) and k >= 1, "phantom_slices_per_patient",
+                     f"must give a positive integer number of slices per synthetic patient for {o}, got {k!r}")
+            need(isinstance(self.control_shared, list) and self.control_shared and
+                 all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in self.control_shared), "control_shared",
+                 f"must be a non-empty list of values in [0, 1] (phantom_shared of each control condition), got "
+                 f"{self.control_shared!r}")
         else:
             need(self.data_dir is not None, "data_dir", f"is required for data_source {self.data_source!r}")
             if self.data_source == "prepared":

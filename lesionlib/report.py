@@ -154,6 +154,21 @@ def provenance(P: Profile, wall_seconds: float, runs_trained: int | None = None,
     return f":::{{admonition}} Provenance\n:class: note\n{body}\n:::\n"
 
 
+def data_notice(P: Profile) -> str:
+    """A MyST warning when the page's numbers do not come from the paper's setting (phantom data, or a G
+    other than ImageNet); empty otherwise."""
+    what = []
+    if P.data_source == "phantom":
+        what.append("the lesions are **phantom** images from `lesionlib.data.phantom`, not the real brain and lung "
+                    f"sets (their organs share {P.phantom_shared:.0%} of the malignancy signal by construction)")
+    if P.generic != "imagenet":
+        what.append(f"the generic weights G are {generic.describe(P.generic)}, not ImageNet")
+    if not what:
+        return ""
+    return (":::{warning}\nThese results test the pipeline, not the paper: " + "; ".join(what) +
+            ". Read them as a demonstration of what the grid measures.\n:::\n")
+
+
 def f2_gap(table: pd.DataFrame) -> pd.Series:
     """F2 of LesAug minus F2 of LesAgn per row (the paper's measure of the transfer benefit)."""
     from .metrics import f2_from_rp

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lesionlib.cache import RunCache, spec_key
-from lesionlib.experiment import Runner, arm_spec, fig1_specs, results_frame, unique_runs
+from lesionlib.experiment import Runner, arm_spec, fig1_specs, results_frame, trained_parent, unique_runs
 from lesionlib.metrics import recall_precision
 from lesionlib.profile import Profile, ProfileError, load_params, load_profile
 from lesionlib.report import arm_table, side_by_side
@@ -16,7 +16,8 @@ def tiny_profile(cache_dir):
     return replace(p, image_size=32, test_size=8, target_sizes={"High": 12}, source_sizes={
         "brain": {"High": 16}, "lung": {"High": 12}}, epochs=1, patience=1, batch_size=8, generic_size=30,
         phantom_pool={"brain": 28, "lung": 24}, phantom_slice_size=64, cache_dir=str(cache_dir), device="cpu",
-        cv_folds=2, bootstrap=50, workers=0, scheduler=None)
+        cv_folds=2, bootstrap=50, workers=0, scheduler=None,
+        phantom_slices_per_patient={"brain": 1, "lung": 1})  # tiny sets: one slice per patient keeps folds mixed
 
 
 def test_arms_nest_their_parents(cache_dir):
@@ -129,12 +130,17 @@ def test_figure_grids_share_runs_and_count_as_the_paper_describes(cache_dir):
     assert len({spec_key(s) for s in f3.values()}) == len(f3)
     assert {s["sample"]["fold"] for s in f3.values()} == set(range(P.cv_folds))
     # per direction and seed: 8 source models (4 sizes x {from G, from scratch}) + 16 + 6 + 9 + 20 targets
-    allruns = unique_runs([s for specs in grid_specs(P, (d,)).values() for s in specs.values()])
+    figs = ("fig1", "fig2", "fig3", "fig4", "fig5")
+    allruns = unique_runs([s for specs in grid_specs(P, (d,), figs).values() for s in specs.values()])
     assert len(allruns) == 1 + 8 + 16 + 6 + 9 + 4 * P.cv_folds
-    order = [spec_key(s) for s in allruns]  # parents come before the runs that start from them
-    for i, s in enumerate(allruns):
-        if s["role"] != "generic" and s["init"] is not None:
-            assert order.index(spec_key(s["init"])) < i
+    # the Controls page: per condition and seed, 6 arms and 2 source models (LesAug's, LesShuf's); at the
+    # figures' own data and seed 0, Base, LesAgn, LesAug and its source are Fig 5's runs
+    withctl = unique_runs([s for specs in grid_specs(P, (d,)).values() for s in specs.values()])
+    assert len(withctl) - len(allruns) == len(P.control_shared) * len(P.control_seeds) * 8 - 4
+    order = [spec_key(s) for s in withctl]  # parents come before the runs that start from them
+    for i, s in enumerate(withctl):
+        if trained_parent(s) is not None:
+            assert order.index(spec_key(trained_parent(s))) < i
 
 
 def test_cross_validation_folds_are_patient_disjoint_and_cover_the_sample(cache_dir):
@@ -167,3 +173,42 @@ def test_prepared_data_must_hold_the_test_set_and_the_largest_training_size(tmp_
                                            r"but only 20 are there after the test set"):
         Profile.from_mapping(base)
     assert Profile.from_mapping(dict(base, test_size=10)).data_source == "prepared"
+
+
+def test_control_arms_start_where_they_should(cache_dir):
+    from lesionlib.experiment import controls_specs, describe, trained_parent
+    P = replace(tiny_profile(cache_dir), control_seeds=[0, 1], control_shared=[1.0, 0.0])
+    lesaug = arm_spec(P, "lesaug", "brain_to_lung", 12, 16, 0)
+    lesshuf = arm_spec(P, "lesshuf", "brain_to_lung", 12, 16, 0)
+    lesstat = arm_spec(P, "lesstat", "brain_to_lung", 12, 16, 0)
+    agnstat = arm_spec(P, "agnstat", "brain_to_lung", 12, 16, 0)
+    # LesShuf's source: LesAug's source sample and G, labels permuted; nothing else differs
+    src, shuf = lesaug["init"], lesshuf["init"]
+    assert shuf["sample"]["labels"] == "shuffled" and "labels" not in src["sample"]
+    assert {k: v for k, v in shuf["sample"].items() if k != "labels"} == src["sample"] and shuf["init"] == src["init"]
+    assert lesstat["init"] == {"role": "weight-stats", "of": src, "seed": 0} and trained_parent(lesstat) == src
+    assert agnstat["init"]["of"] == arm_spec(P, "lesagn", "brain_to_lung", 12, 16, 0)["init"]
+    assert "shuffled labels" in describe(lesshuf) and "scaled as" in describe(lesstat)
+    # weight-statistics inits are derived, never trained: only their models are in the run list
+    assert [s["role"] for s in unique_runs([lesstat])] == ["generic", "source", "target"]
+    specs = controls_specs(P, "brain_to_lung")
+    assert len(specs) == 2 * 6 * 2  # conditions x arms x seeds
+    at0 = {k: s for k, s in specs.items() if k[0] == 0.0}
+    assert all(s["sample"]["data"]["shared"] == 0.0 for s in at0.values())
+    assert specs[(1.0, "lesaug", 0)]["sample"]["data"]["shared"] == 1.0
+
+
+def test_shuffled_source_permutes_only_its_labels(cache_dir):
+    from lesionlib.experiment import shuffled_source_model, source_model
+    P = tiny_profile(cache_dir)
+    R = Runner(P, log=lambda m: None)
+    true, shuf = source_model(P, "brain", 16, 0), shuffled_source_model(P, "brain", 16, 0)
+    (t_tr, t_va), (s_tr, s_va) = (R.training_set(s["sample"], P.valid_frac, 0) for s in (true, shuf))
+    for a, b in ((t_tr, s_tr), (t_va, s_va)):
+        assert np.array_equal(a.images, b.images) and np.array_equal(a.ids, b.ids)
+        assert np.array_equal(a.patients, b.patients)
+    both = lambda tr, va: np.concatenate([tr.labels, va.labels])  # noqa: E731
+    assert sorted(both(t_tr, t_va)) == sorted(both(s_tr, s_va))  # the same class counts ...
+    assert not np.array_equal(both(t_tr, t_va), both(s_tr, s_va))  # ... on other lesions
+    ds = R.dataset(true["sample"]["data"])
+    assert np.array_equal(R.dataset(shuf["sample"]["data"]).labels, ds.labels)  # the data set itself is untouched

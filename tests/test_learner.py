@@ -144,3 +144,24 @@ def test_predict_equals_sigmoid_of_a_plain_forward_pass(tiny, tiny_model):
     with torch.no_grad():
         expected = torch.sigmoid(model((x - mean) / std)).view(-1).numpy()
     assert np.allclose(predict(tiny.subset(range(4)), tiny_model, CFG), expected, atol=1e-5)
+
+
+def test_weight_statistics_init_keeps_each_tensors_mean_and_variance_only(tiny_model):
+    import torch
+    from lesionlib.learner import moment_matched
+    m = moment_matched(tiny_model, seed=3)
+    assert m.state_dict.keys() == tiny_model.state_dict.keys() and m.n_out == tiny_model.n_out
+    checked = 0
+    for k, v in tiny_model.state_dict.items():
+        w = m.state_dict[k]
+        assert w.shape == v.shape and w.dtype == v.dtype and torch.isfinite(w.float()).all()
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked")):  # the data's statistics: reset
+            assert torch.equal(w, torch.zeros_like(v) if not k.endswith("running_var") else torch.ones_like(v))
+        elif v.is_floating_point() and v.numel() >= 1000:
+            v64, w64 = v.double().flatten(), w.double().flatten()
+            assert abs(w64.mean() - v64.mean()) < 0.1 * v64.std() + 1e-6, k
+            assert abs(w64.std() / v64.std() - 1) < 0.1, k
+            assert abs(torch.corrcoef(torch.stack([v64, w64]))[0, 1]) < 0.1, k  # no feature is kept
+            checked += 1
+    assert checked > 100  # DenseNet-201 has hundreds of such tensors
+    assert torch.equal(moment_matched(tiny_model, 3).state_dict["0.0.conv0.weight"], m.state_dict["0.0.conv0.weight"])

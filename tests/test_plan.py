@@ -58,7 +58,9 @@ def test_paper_profile_on_the_real_sizes_gives_every_sample_its_asked_size(tmp_p
     _real_sizes(tmp_path)
     P = _paper(tmp_path)  # validates: the whole grid is drawn here
     plan = pd.DataFrame(sample_plan(P))
-    assert len(plan) == 2 * (8 + 16 + 6 + 9 + 4 * P.cv_folds) * len(P.seeds)  # every lesion model of the grid
+    # every lesion model of the grid; the Controls page adds, per seed, LesShuf, LesStat, AgnStat and
+    # LesShuf's source (on real data one condition; Base, LesAgn, LesAug and its source are Fig 5's runs)
+    assert len(plan) == 2 * ((8 + 16 + 6 + 9 + 4 * P.cv_folds) * len(P.seeds) + 4 * len(P.control_seeds))
     assert (plan["train"] + plan["valid"] == plan["n"]).all()  # exactly the asked size, none lost or added
     targets, sources = plan[plan.role == "target"], plan[plan.role == "source"]
     assert (targets["test"] == P.test_size).all() and sources["test"].isna().all()

@@ -48,6 +48,14 @@ class LesionSet:
         return LesionSet(self.images[idx], self.masks[idx], self.labels[idx], self.patients[idx], self.ids[idx],
                          self.organ, self.source, dict(self.meta), self.origins[idx])
 
+    def with_labels(self, labels) -> "LesionSet":
+        """The same lesions with other labels (for a control that permutes them)."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != self.labels.shape:
+            raise ValueError(f"LesionSet.with_labels: {labels.shape[0]} labels for {len(self)} lesions")
+        return LesionSet(self.images, self.masks, labels, self.patients, self.ids, self.organ, self.source,
+                         dict(self.meta), self.origins)
+
     @property
     def n_classes(self) -> int:
         """Number of classes (2 for lesions; more for a generic pretraining set)."""

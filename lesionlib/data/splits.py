@@ -128,3 +128,14 @@ def sample_indices(ds, sspec: dict, valid_frac: float | None = None, seed: int =
         return (*patient_split(ds, idx, valid_frac, seed), test)
     train, valid = patient_folds(ds, idx, sspec["folds"], sspec["sample_seed"])[sspec["fold"]]
     return train, valid, test
+
+
+def permuted_labels(labels: np.ndarray, idx, seed: int) -> np.ndarray:
+    """A copy of `labels` whose entries at positions `idx` are permuted among themselves (seeded).
+
+    The class counts of the sample stay exactly as drawn; which lesion carries which label is random.
+    """
+    out = np.array(labels, copy=True)
+    idx = np.asarray(idx, dtype=int)
+    out[idx] = np.random.default_rng([int(seed), 0x5EED]).permutation(out[idx])
+    return out
