@@ -142,6 +142,28 @@ def _rp(tp, pos, called):
         return np.where(pos > 0, tp / np.maximum(pos, 1), 0.0), np.where(called > 0, tp / np.maximum(called, 1), 0.0)
 
 
+def _draws(cells: dict, n_boot: int, seed: int):
+    """The resampling shared by every statistic of one set of cells: each test patient's weight per replicate
+    (row 0: the data as observed) and which seeds each replicate draws."""
+    n_seeds = len(next(iter(cells.values())))
+    first = next(iter(cells.values()))[0]
+    ids = np.asarray(first["test_ids"])
+    _, cluster = np.unique(np.asarray(first["test_patients"]), return_inverse=True)
+    n_pat = cluster.max() + 1
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=n_boot).astype(float)
+    w = np.vstack([np.ones(n_pat), w])
+    pick = np.vstack([np.arange(n_seeds), rng.integers(0, n_seeds, (n_boot, n_seeds))]) if n_seeds > 1 else \
+        np.zeros((n_boot + 1, 1), int)
+    for key, results in cells.items():
+        if len(results) != n_seeds:
+            raise ValueError(f"cell {key} has {len(results)} seeds, others {n_seeds}")
+        for res in results:
+            if not np.array_equal(np.asarray(res["test_ids"]), ids):
+                raise ValueError(f"cell {key}: runs scored on different test sets cannot be compared pairwise")
+    return cluster, n_pat, w, pick
+
+
 def run_replicates(cells: dict, n_boot: int, seed: int = 0) -> dict:
     """cell -> (F2 of the mean R and P over seeds, `n_boot` replicates) for runs that share a test set.
 
@@ -149,24 +171,12 @@ def run_replicates(cells: dict, n_boot: int, seed: int = 0) -> dict:
     order, in every cell). Each replicate resamples the test patients (all cells alike: paired) and,
     with several seeds, the seeds (all cells alike).
     """
-    n_seeds = len(next(iter(cells.values())))
-    first = next(iter(cells.values()))[0]
-    ids = np.asarray(first["test_ids"])
-    _, cluster = np.unique(np.asarray(first["test_patients"]), return_inverse=True)
-    n_pat = cluster.max() + 1
-    rng = np.random.default_rng(seed)
-    w = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=n_boot).astype(float)  # patient weights
-    w = np.vstack([np.ones(n_pat), w])  # row 0: the data as observed
-    pick = np.vstack([np.arange(n_seeds), rng.integers(0, n_seeds, (n_boot, n_seeds))]) if n_seeds > 1 else \
-        np.zeros((n_boot + 1, 1), int)
+    cluster, n_pat, w, pick = _draws(cells, n_boot, seed)
+    rows = np.arange(n_boot + 1)[:, None]
     out = {}
     for key, results in cells.items():
-        if len(results) != n_seeds:
-            raise ValueError(f"cell {key} has {len(results)} seeds, others {n_seeds}")
         r_all, p_all = [], []
         for res in results:
-            if not np.array_equal(np.asarray(res["test_ids"]), ids):
-                raise ValueError(f"cell {key}: runs scored on different test sets cannot be compared pairwise")
             y = np.asarray(res["labels"]) == 1
             called = np.asarray(res["probs"]) >= THRESHOLD
             count = lambda m: np.bincount(cluster, weights=m, minlength=n_pat)  # noqa: E731
@@ -174,9 +184,38 @@ def run_replicates(cells: dict, n_boot: int, seed: int = 0) -> dict:
             r_all.append(r)
             p_all.append(p)
         r_all, p_all = np.stack(r_all, 1), np.stack(p_all, 1)  # (B+1, seeds)
-        rows = np.arange(n_boot + 1)[:, None]
         f2 = _f2(r_all[rows, pick].mean(1), p_all[rows, pick].mean(1))
         out[key] = (float(f2[0]), f2[1:])
+    return out
+
+
+def _weighted_auc(y, score, w):
+    """ROC AUC of `score` for labels `y` under each row of lesion weights `w` (ties count one half)."""
+    order = np.argsort(score, kind="mergesort")
+    y, score, w = y[order], score[order], w[:, order]
+    pos, neg = w * y, w * ~y
+    _, first = np.unique(score, return_index=True)  # groups of tied scores, in ascending order
+    pos_g, neg_g = np.add.reduceat(pos, first, axis=1), np.add.reduceat(neg, first, axis=1)
+    below = np.cumsum(neg_g, axis=1) - neg_g  # negatives scored strictly lower than each group
+    den = pos.sum(1) * neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (pos_g * (below + 0.5 * neg_g)).sum(1) / den, np.nan)
+
+
+def auc_replicates(cells: dict, n_boot: int, seed: int = 0) -> dict:
+    """cell -> (AUC averaged over seeds, `n_boot` replicates), resampled exactly as `run_replicates` does.
+
+    The AUC needs no threshold, so it still ranks a run that called every test lesion one class; for
+    small runs it is a more sensitive comparison than F2 at 0.5.
+    """
+    cluster, _, w, pick = _draws(cells, n_boot, seed)
+    rows = np.arange(n_boot + 1)[:, None]
+    out = {}
+    for key, results in cells.items():
+        a = np.stack([_weighted_auc(np.asarray(res["labels"]) == 1, np.asarray(res["probs"], float), w[:, cluster])
+                      for res in results], 1)  # (B+1, seeds)
+        auc = np.nanmean(a[rows, pick], axis=1)
+        out[key] = (float(auc[0]), auc[1:])
     return out
 
 
@@ -401,7 +440,8 @@ CONTROL_COMPARISONS = (  # (arm, arm it must beat, what a win would show)
 
 
 def control_verdicts(runner, direction: str, n_boot: int = 1000) -> pd.DataFrame:
-    """Each control comparison in each data condition of the Controls page, with interval and verdict."""
+    """Each control comparison in each data condition of the Controls page: the difference of F2 (the
+    paper's measure) and of AUC (threshold-free), each with its interval and verdict."""
     from .analysis import figure_runs
 
     specs, results = figure_runs(runner, "controls", direction)
@@ -411,10 +451,12 @@ def control_verdicts(runner, direction: str, n_boot: int = 1000) -> pd.DataFrame
         for (c, arm, seed), res in zip(specs, results):
             if c == cond:
                 cells.setdefault(arm, []).append(res)
-        reps = run_replicates(cells, n_boot)
+        f2, auc = run_replicates(cells, n_boot), auc_replicates(cells, n_boot)
         for a, b, what in CONTROL_COMPARISONS:
-            v = interval(reps[a][0] - reps[b][0], reps[a][1] - reps[b][1])
+            v = interval(f2[a][0] - f2[b][0], f2[a][1] - f2[b][1])
+            u = interval(auc[a][0] - auc[b][0], auc[a][1] - auc[b][1])
             rows.append({"direction": direction, "shared": cond, "comparison": f"{ARM_LABELS[a]} − {ARM_LABELS[b]}",
                          "a win shows": what, "F2 difference": v[0], "lo": v[1], "hi": v[2],
-                         "verdict": sign_verdict(sign(*v[1:]))})
+                         "verdict": sign_verdict(sign(*v[1:])), "AUC difference": u[0], "AUC lo": u[1],
+                         "AUC hi": u[2], "AUC verdict": sign_verdict(sign(*u[1:]))})
     return pd.DataFrame(rows)

@@ -132,3 +132,24 @@ def test_the_rules_on_the_papers_own_numbers():
     assert t[(claim["(d)"], b2l)] == "holds" and t[(claim["(d)"], l2b)] == "inconclusive"  # "less pronounced"
     assert t[(claim["(i)"], "both")] == "holds"
     assert t[(claim["(e)"], b2l)] == "not computable"
+
+
+def test_weighted_auc_matches_sklearn_and_follows_the_weights():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(3)
+    y = rng.random(50) < 0.4
+    s = np.round(rng.random(50), 1)  # many ties
+    w = rng.integers(0, 3, (4, 50)).astype(float)
+    got = V._weighted_auc(y, s, np.vstack([np.ones(50), w]))
+    assert got[0] == pytest.approx(roc_auc_score(y, s))
+    for i in range(4):
+        assert got[i + 1] == pytest.approx(roc_auc_score(y, s, sample_weight=w[i]))
+
+
+def test_auc_replicates_rank_a_run_whose_threshold_calls_everything_malignant():
+    ranked = run(0.9)
+    ranked["probs"] = [0.6 + 0.3 * p for p in ranked["probs"]]  # all >= 0.5: F2 is the threshold's, AUC is not
+    cells = {"ranked": [ranked], "coin": [run(0.5)]}
+    auc = V.auc_replicates(cells, 500)
+    _, lo, hi = V.interval(auc["ranked"][0] - auc["coin"][0], auc["ranked"][1] - auc["coin"][1])
+    assert auc["ranked"][0] > 0.85 and lo > 0

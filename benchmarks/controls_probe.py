@@ -1,0 +1,61 @@
+"""The Controls page's runs for one direction at larger sizes (benchmarks/controls-gpu.yaml), with the
+verdicts of every control comparison per data condition as soon as that condition is done.
+
+    LESIONLIB_CACHE=/tmp/probe-cache python benchmarks/controls_probe.py brain_to_lung
+
+On one H200 (torch 2.11, fastai 2.8.12) it took 378 s; its output is benchmarks/results/controls-gpu-H200.log.
+"""
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import pandas as pd
+
+from lesionlib import verdicts
+from lesionlib.experiment import KEY_NAMES, Runner, control_profile, controls_specs, data_spec, results_frame
+from lesionlib.profile import load_profile
+
+P = load_profile(str(Path(__file__).with_name("controls-gpu.yaml")))
+T0 = time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - T0:5.0f}s] {msg}", flush=True)
+
+
+def make(args):
+    """Generate one phantom set into the run cache (in parallel: the generator is single-threaded)."""
+    shared, organ = args
+    Runner(P, log=lambda m: None).dataset(data_spec(control_profile(P, shared), organ))
+    return args
+
+
+def main(direction: str) -> None:
+    pd.set_option("display.width", 250)
+    with Pool(4) as pool:
+        for done in pool.imap_unordered(make, [(s, o) for s in P.control_shared for o in ("brain", "lung")]):
+            log(f"data {done}")
+    R = Runner(P, log=log)
+    specs = controls_specs(P, direction)
+    for cond in P.control_shared:  # one condition at a time, so a run cut off still reports the first
+        sub = {k: s for k, s in specs.items() if k[0] == cond}
+        res = R.run_all(sub.values())
+        print(f"shared = {cond}")
+        fr = results_frame(sub, res, KEY_NAMES["controls"])
+        print(fr.groupby("arm")[["f2", "auc", "recall", "precision", "epochs", "seconds"]].mean().round(3), flush=True)
+        cells = {}
+        for (_, arm, _), r in zip(sub, res):
+            cells.setdefault(arm, []).append(r)
+        f2, auc = verdicts.run_replicates(cells, 1000), verdicts.auc_replicates(cells, 1000)
+        for a, b, _ in verdicts.CONTROL_COMPARISONS:
+            v = verdicts.interval(f2[a][0] - f2[b][0], f2[a][1] - f2[b][1])
+            u = verdicts.interval(auc[a][0] - auc[b][0], auc[a][1] - auc[b][1])
+            print(f"  shared={cond} {a}-{b}: F2 {v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}] "
+                  f"{verdicts.sign_verdict(verdicts.sign(*v[1:]))}; AUC {u[0]:+.3f} [{u[1]:+.3f}, {u[2]:+.3f}] "
+                  f"{verdicts.sign_verdict(verdicts.sign(*u[1:]))}", flush=True)
+    log("total")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "brain_to_lung")
