@@ -105,14 +105,18 @@ def execute_page(src: Path, out: Path, params: dict, root: Path, inputs=()) -> f
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.running.ipynb")
     t0 = time.perf_counter()
+    # The parameters cell takes a profile name and overrides: the whole profile goes in as overrides, so the
+    # page reads no file and its injected cell records every value it ran with.
+    injected = {"profile": params["profile"], **({"direction": params["direction"]} if "direction" in params else {}),
+                "overrides": {k: v for k, v in params.items() if k not in ("profile", "direction")}}
     # The notebook's stderr (training progress from the runner) streams to ours as it happens.
-    pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(root), kernel_name="python3",
+    pm.execute_notebook(str(src), str(tmp), parameters=injected, cwd=str(root), kernel_name="python3",
                         progress_bar=False, report_mode=False, stderr_file=sys.stderr)
     nb = nbformat.read(tmp, as_version=4)
-    for cell in nb.cells:  # the injected parameters are shown only on request
+    for cell in nb.cells:  # the injected parameters stay in the notebook, out of the page (its provenance box says them)
         tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags and "hide-cell" not in tags:
-            cell.metadata["tags"] = tags + ["hide-cell"]
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
     if params.get("direction"):
         _title_direction(nb, params["direction"])
     nb.metadata["lesionlib"] = {"fingerprint": _fingerprint(src, params, inputs), "complete": True}

@@ -1,7 +1,9 @@
 """Profiles: every size and setting of a run of the book lives in `params/<name>.yaml`.
 
-The same keys are the variables of each notebook's `parameters` cell, so
-``papermill book/fig1.ipynb out.ipynb -f params/quick.yaml`` runs a page on a profile.
+A profile file may name a `base` profile and give only what differs (``base: quick`` and
+``epochs: 3``). Each notebook's `parameters` cell holds the profile's name and optional `overrides`, so
+``papermill book/fig1.ipynb out.ipynb -p profile quick -p direction lung_to_brain`` runs a page on a
+profile; ``-f my.yaml`` and ``-p epochs 3`` work too (see `Profile.from_namespace`).
 """
 from __future__ import annotations
 
@@ -86,8 +88,17 @@ class Profile:
 
     @classmethod
     def from_namespace(cls, ns: dict) -> "Profile":
-        """The Profile made of the profile keys found in a notebook's globals (its parameters)."""
-        return cls.from_mapping({k: ns[k] for k in cls.keys() if k in ns})
+        """The Profile of a notebook's globals: `profile` (a name or a .yaml path; with `base`, the profile's
+        name and `base` the file it builds on), then any profile key papermill injected (`-p epochs 3`,
+        `-f my.yaml`), then the `overrides` mapping. A whole profile supplied (the grid) is taken as it is."""
+        given = {k: ns[k] for k in cls.keys() if k in ns}
+        overrides = ns.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise ProfileError(f"overrides must be a mapping of profile parameter: value, got {overrides!r}")
+        supplied = {**given, **overrides}
+        if set(supplied) >= set(cls.keys()):  # a whole profile supplied (the grid does this): nothing to read
+            return cls.from_mapping(supplied)
+        return cls.from_mapping({**profile_values(ns.get("base") or given.get("profile", "smoke")), **supplied})
 
     def validate(self) -> None:
         """Check every parameter; raise one ProfileError naming the parameter and what is allowed."""
@@ -235,18 +246,28 @@ def profile_path(name_or_path: str) -> Path:
     return path
 
 
-def load_profile(name_or_path: str) -> Profile:
-    """Read and validate a profile."""
+def profile_values(name_or_path: str, _seen: tuple = ()) -> dict:
+    """The parameter mapping of a profile file, with its `base` profile's values under its own."""
     path = profile_path(name_or_path)
     if not path.is_file():
         raise ProfileError(f"profile file {path} does not exist")
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise ProfileError(f"{path} must hold a mapping of parameter: value")
-    return Profile.from_mapping(values)
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if str(base) in _seen:
+        raise ProfileError(f"{path}: base profiles form a loop: {' -> '.join(_seen + (str(base),))}")
+    return {**profile_values(str(base), _seen + (str(name_or_path),)), **values}
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """Read and validate a profile."""
+    return Profile.from_mapping(profile_values(name_or_path))
 
 
 def load_params(name_or_path: str) -> dict:
-    """The raw parameter mapping of a profile (what papermill injects), after validation."""
+    """Every parameter of a profile, its base's included (what papermill injects), after validation."""
     load_profile(name_or_path)
-    return yaml.safe_load(profile_path(name_or_path).read_text())
+    return profile_values(name_or_path)

@@ -11,18 +11,39 @@ from lesionlib.profile import project_root
 ROOT = project_root()
 
 
-def test_papermill_runs_a_page_with_a_params_file(tmp_path):
+def _profile_after_injection(tmp_path, notebook, **parameters):
+    """The Profile a page's setup builds from what papermill injects (no cell but the parameters runs)."""
     import papermill as pm
+    from lesionlib.profile import Profile
     out = tmp_path / "out.ipynb"
-    pm.execute_notebook(str(ROOT / "book/data_phantom.ipynb"), str(out), parameters={},
-                        prepare_only=True)  # injection only: parameters parse, nothing runs
+    pm.execute_notebook(str(ROOT / notebook), str(out), parameters=parameters, prepare_only=True)
+    ns = {}
+    for cell in nbformat.read(out, 4).cells:
+        if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
+            exec(cell.source, ns)
+    return Profile.from_namespace(ns), ns
+
+
+def test_papermill_users_type_a_profile_name_and_overrides(tmp_path):
+    from dataclasses import replace
+    from lesionlib.profile import load_profile
+    quick = load_profile("quick")
+    P, ns = _profile_after_injection(tmp_path, "book/fig1.ipynb", profile="quick", direction="lung_to_brain")
+    assert P == quick and ns["direction"] == "lung_to_brain"
+    P, _ = _profile_after_injection(tmp_path, "book/fig1.ipynb", profile="quick", epochs=3)  # -p epochs 3
+    assert P == replace(quick, epochs=3)
+    P, _ = _profile_after_injection(tmp_path, "book/fig1.ipynb", profile="quick", overrides={"seeds": [0, 1]})
+    assert P == replace(quick, seeds=[0, 1])
+    P, _ = _profile_after_injection(tmp_path, "book/data_phantom.ipynb")  # the defaults: smoke
+    assert P == load_profile("smoke")
+    # -f my.yaml naming a base profile and only what differs
+    (tmp_path / "mine.yaml").write_text("profile: mine\nbase: quick\nepochs: 3\n")
     import yaml
-    params = yaml.safe_load((ROOT / "params/quick.yaml").read_text())
-    pm.execute_notebook(str(ROOT / "book/fig1.ipynb"), str(out), parameters=dict(params, direction="lung_to_brain"),
-                        prepare_only=True)
-    injected = next(c for c in nbformat.read(out, 4).cells if "injected-parameters" in c.metadata.get("tags", []))
-    assert f"image_size = {params['image_size']}" in injected.source
-    assert 'direction = "lung_to_brain"' in injected.source
+    P, _ = _profile_after_injection(tmp_path, "book/fig1.ipynb", **yaml.safe_load((tmp_path / "mine.yaml").read_text()))
+    assert P == replace(quick, profile="mine", epochs=3) == load_profile(str(tmp_path / "mine.yaml"))
+    from lesionlib.profile import ProfileError
+    with pytest.raises(ProfileError, match="unknown profile parameter"):
+        _profile_after_injection(tmp_path, "book/fig1.ipynb", overrides={"epoch": 3})
 
 
 def test_every_grid_notebook_and_book_page_is_in_the_toc():

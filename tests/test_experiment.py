@@ -76,12 +76,27 @@ def test_profiles_are_valid_and_notebook_defaults_are_smoke():
     # the paper profile needs the real data: without it, one error naming the parameter
     with pytest.raises(ProfileError, match="'data_dir' names a directory that does not exist"):
         load_profile("paper")
-    smoke = load_params("smoke")
-    for nb in sorted((project_root() / "book").glob("*.ipynb")):
+    for nb in sorted((project_root() / "book").glob("*.ipynb")):  # each page's defaults are the smoke profile
         cell = next(c for c in nbformat.read(nb, 4).cells if "parameters" in c.metadata.get("tags", []))
         ns = {}
         exec(cell.source, ns)
-        assert {k: ns[k] for k in smoke} == smoke, nb.name
+        assert ns["profile"] == "smoke" and ns["overrides"] == {}, nb.name
+        assert Profile.from_namespace(ns) == load_profile("smoke"), nb.name
+
+
+def test_a_profile_file_can_name_a_base_and_give_only_what_differs(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("profile: mine\nbase: quick\nepochs: 3\ncontrol_seeds: [0]\n")
+    P = load_profile(str(mine))
+    assert P == replace(load_profile("quick"), profile="mine", epochs=3, control_seeds=[0])
+    assert load_params(str(mine))["image_size"] == load_profile("quick").image_size and "base" not in load_params(str(mine))
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(ProfileError, match="base profiles form a loop"):
+        load_profile(str(tmp_path / "a.yaml"))
+    (tmp_path / "bad.yaml").write_text("base: quick\nepochs: 0\n")
+    with pytest.raises(ProfileError, match="'epochs' must be an integer >= 1"):
+        load_profile(str(tmp_path / "bad.yaml"))
 
 
 def test_bad_profile_parameters_name_the_parameter():
