@@ -44,16 +44,10 @@ def main(direction: str) -> None:
         print(f"shared = {cond}")
         fr = results_frame(sub, res, KEY_NAMES["controls"])
         print(fr.groupby("arm")[["f2", "auc", "recall", "precision", "epochs", "seconds"]].mean().round(3), flush=True)
-        cells = {}
-        for (_, arm, _), r in zip(sub, res):
-            cells.setdefault(arm, []).append(r)
-        f2, auc = verdicts.run_replicates(cells, 1000), verdicts.auc_replicates(cells, 1000)
-        for a, b, _ in verdicts.CONTROL_COMPARISONS:
-            v = verdicts.interval(f2[a][0] - f2[b][0], f2[a][1] - f2[b][1])
-            u = verdicts.interval(auc[a][0] - auc[b][0], auc[a][1] - auc[b][1])
-            print(f"  shared={cond} {a}-{b}: F2 {v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}] "
-                  f"{verdicts.sign_verdict(verdicts.sign(*v[1:]))}; AUC {u[0]:+.3f} [{u[1]:+.3f}, {u[2]:+.3f}] "
-                  f"{verdicts.sign_verdict(verdicts.sign(*u[1:]))}", flush=True)
+        for row in verdicts.compare_controls(verdicts.condition_cells(sub, res, cond), 1000):
+            print(f"  shared={cond} {row['comparison']}: F2 {row['F2 difference']:+.3f} [{row['lo']:+.3f}, "
+                  f"{row['hi']:+.3f}] {row['verdict']}; AUC {row['AUC difference']:+.3f} [{row['AUC lo']:+.3f}, "
+                  f"{row['AUC hi']:+.3f}] {row['AUC verdict']}", flush=True)
     log("total")
 
 

@@ -357,13 +357,10 @@ def findings(ev: Evidence) -> list[dict]:
     worse = {(r, b): ev.diff(("fig2", r, "lesaug"), ("fig2", r, b)) for r in small for b in ("base", "lesagn")}
     out.append(_row("(g) with less source data LesAug is sometimes worse than a baseline", d,
                     some_below(sign(*v[1:]) for v in worse.values()),
-                    "F2 LesAug − baseline: " + "; ".join(f"{r} vs {ARM[b]} {_fmt(v)}" for (r, b), v in worse.items()),
+                    "F2 LesAug − baseline: " + "; ".join(f"{r} vs {ARM_LABELS[b]} {_fmt(v)}" for (r, b), v in worse.items()),
                     "holds if any row below High is below 0; does not hold if all are above"))
     out.append(seed_h)
     return out
-
-
-ARM = {"base": "Base", "lesagn": "LesAgn"}
 
 
 def _seed_findings(ev: Evidence) -> list[dict]:
@@ -439,24 +436,34 @@ CONTROL_COMPARISONS = (  # (arm, arm it must beat, what a win would show)
 )
 
 
+def condition_cells(specs: dict, results: list, condition) -> dict:
+    """arm -> its results over seeds, for the Controls runs of one data condition ({(shared, arm, seed): spec})."""
+    cells: dict = {}
+    for (c, arm, _), res in zip(specs, results):
+        if c == condition:
+            cells.setdefault(arm, []).append(res)
+    return cells
+
+
+def compare_controls(cells: dict, n_boot: int = 1000) -> list[dict]:
+    """Every control comparison on one condition's cells: F2 and AUC differences, intervals, verdicts."""
+    f2, auc = run_replicates(cells, n_boot), auc_replicates(cells, n_boot)
+    rows = []
+    for a, b, what in CONTROL_COMPARISONS:
+        v = interval(f2[a][0] - f2[b][0], f2[a][1] - f2[b][1])
+        u = interval(auc[a][0] - auc[b][0], auc[a][1] - auc[b][1])
+        rows.append({"comparison": f"{ARM_LABELS[a]} − {ARM_LABELS[b]}", "a win shows": what,
+                     "F2 difference": v[0], "lo": v[1], "hi": v[2], "verdict": sign_verdict(sign(*v[1:])),
+                     "AUC difference": u[0], "AUC lo": u[1], "AUC hi": u[2], "AUC verdict": sign_verdict(sign(*u[1:]))})
+    return rows
+
+
 def control_verdicts(runner, direction: str, n_boot: int = 1000) -> pd.DataFrame:
     """Each control comparison in each data condition of the Controls page: the difference of F2 (the
     paper's measure) and of AUC (threshold-free), each with its interval and verdict."""
     from .analysis import figure_runs
 
     specs, results = figure_runs(runner, "controls", direction)
-    rows = []
-    for cond in dict.fromkeys(k[0] for k in specs):
-        cells: dict = {}
-        for (c, arm, seed), res in zip(specs, results):
-            if c == cond:
-                cells.setdefault(arm, []).append(res)
-        f2, auc = run_replicates(cells, n_boot), auc_replicates(cells, n_boot)
-        for a, b, what in CONTROL_COMPARISONS:
-            v = interval(f2[a][0] - f2[b][0], f2[a][1] - f2[b][1])
-            u = interval(auc[a][0] - auc[b][0], auc[a][1] - auc[b][1])
-            rows.append({"direction": direction, "shared": cond, "comparison": f"{ARM_LABELS[a]} − {ARM_LABELS[b]}",
-                         "a win shows": what, "F2 difference": v[0], "lo": v[1], "hi": v[2],
-                         "verdict": sign_verdict(sign(*v[1:])), "AUC difference": u[0], "AUC lo": u[1],
-                         "AUC hi": u[2], "AUC verdict": sign_verdict(sign(*u[1:]))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"direction": direction, "shared": cond, **row}
+                         for cond in dict.fromkeys(k[0] for k in specs)
+                         for row in compare_controls(condition_cells(specs, results, cond), n_boot)])
