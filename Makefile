@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup book test unit nbval notebooks clean bench
+.PHONY: setup book test unit nbval notebooks clean bench publish
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,9 @@ clean:
 ## Throughput, compute limit, data preparation and paper-on-H100 benchmarks (about 3 min; see benchmarks/README.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+## Push the built book (_build/html) to the gh-pages branch by hand (.github/workflows/book.yml publishes on a push to main).
+publish:
+	@test -f _build/html/index.html || { echo "publish: _build/html/index.html is missing: run make book first" >&2; exit 1; }
+	@$(MAKE) --no-print-directory setup
+	$(BIN)/ghp-import -n -p -f _build/html
