@@ -15,3 +15,7 @@ os.environ.pop("LESIONLIB_SCHEDULER", None)  # tests never send work to a user's
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: opens the built book in headless Chromium (tests/test_browser.py)")

@@ -56,15 +56,16 @@ def test_every_grid_notebook_and_book_page_is_in_the_toc():
         assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f
 
 
-def test_the_whole_smoke_grid_in_both_directions_builds_strictly_and_resumes(tmp_path):
+def test_the_whole_smoke_grid_in_both_directions_builds_strictly_and_resumes(smoke_book):
     """Every page, both directions, then `jupyter-book build -W -n` (a warning fails the build).
 
     It trains into the session's run cache (conftest.py), so nbval's notebooks, which run after the unit
-    tests, find the figure runs made and check that their pages train nothing again.
+    tests, find the figure runs made and check that their pages train nothing again. The same book is
+    what tests/test_browser.py opens in Chromium.
     """
     from lesionlib.profile import DIRECTIONS
-    t1 = run_grid("smoke", output=tmp_path)
-    stage, html = tmp_path / "_build/stage/smoke", tmp_path / "_build/html"
+    out, t1 = smoke_book
+    stage, html = out / "_build/stage/smoke", out / "_build/html"
     for page in GRID:
         for d in page.directions or (None,):
             staged = stage / page.staged(d)
@@ -73,7 +74,7 @@ def test_the_whole_smoke_grid_in_both_directions_builds_strictly_and_resumes(tmp
     page = (html / "book/fig1_lung_to_brain.html").read_text()
     assert "lung → brain" in page and "Provenance" in page and "smoke" in page
     assert "Traceback" not in page and all(f"fig1 [{d}]" in t1 for d in DIRECTIONS)
-    t2 = run_grid("smoke", sections=["data", "fig1"], build=False, output=tmp_path)
+    t2 = run_grid("smoke", sections=["data", "fig1"], build=False, output=out)
     assert "data" not in t2 and "fig1 [lung_to_brain]" not in t2  # up to date: not executed again
 
 
