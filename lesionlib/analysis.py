@@ -34,6 +34,33 @@ def mean_f2(frame: pd.DataFrame, row: str) -> pd.DataFrame:
     return f.loc[order]
 
 
+def f2_gap(frame: pd.DataFrame, row: str) -> pd.Series:
+    """F2 of LesAug minus F2 of LesAgn per row (the paper's measure of the transfer benefit; see `mean_f2`)."""
+    f = mean_f2(frame, row)
+    return (f["lesaug"] - f["lesagn"]).rename("F2(LesAug) - F2(LesAgn)")
+
+
+def arm_intervals(frame: pd.DataFrame, row: str = "size") -> pd.DataFrame:
+    """Mean and 95 % interval of R and P per (row, arm), long: columns row, arm, metric, mean, lo, hi.
+
+    With several seeds: a Student-t interval of the mean over seeds; with one: the run's bootstrap
+    interval over its test lesions (`recall_lo` ...), or none (lo = hi = mean) when it has none.
+    """
+    from .metrics import seed_interval
+
+    out = []
+    for (name, arm), g in frame.groupby([row, "arm"], sort=False):
+        for m in ("recall", "precision"):
+            if g["seed"].nunique() >= 2:
+                mean, lo, hi = seed_interval(g[m])
+            elif f"{m}_lo" in g:
+                mean, lo, hi = float(g[m].iloc[0]), float(g[f"{m}_lo"].iloc[0]), float(g[f"{m}_hi"].iloc[0])
+            else:
+                mean = lo = hi = float(g[m].iloc[0])
+            out.append({row: name, "arm": arm, "metric": m, "mean": mean, "lo": lo, "hi": hi})
+    return pd.DataFrame(out)
+
+
 def fold_ranges(frame: pd.DataFrame) -> pd.DataFrame:
     """Fig 3: min and max of R and P over folds (and seeds) per arm, their spread (max - min), and how many
     of the folds' runs are degenerate (all or no test lesions called malignant: they stretch a range)."""

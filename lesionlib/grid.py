@@ -55,6 +55,7 @@ GRID = (
     Page("controls", "book/controls.ipynb", BOTH),  # before Fig 5, whose finding (e) reads its seeds
     Page("fig5", "book/fig5.ipynb", BOTH),
     Page("conclusions", "book/conclusions.ipynb", summary=True),
+    Page("intro", "book/intro.ipynb", summary=True),  # the findings at a glance: after every run exists
     Page("appendix", "book/reproducibility.ipynb", summary=True,
          inputs=("benchmarks/results/latest.json",)),
 )
@@ -138,6 +139,8 @@ def stage_book(stage: Path, root: Path) -> list:
     shutil.copy2(root / "_config.yml", stage / "_config.yml")
     for md in (root / "book").glob("*.md"):
         shutil.copy2(md, stage / "book" / md.name)
+    if (root / "_static").is_dir():  # the book's CSS (Jupyter Book adds every .css in it)
+        shutil.copytree(root / "_static", stage / "_static", dirs_exist_ok=True)
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     left_out = []
     for part in toc.get("parts", []):

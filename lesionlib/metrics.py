@@ -35,14 +35,9 @@ def scores(y_true, y_pred) -> dict:
             "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan")}
 
 
-def lexicographic_key(rp) -> tuple[float, float]:
-    """Sort key of the paper's order: (R1, P1) beats (R2, P2) iff R1 > R2, or R1 = R2 and P1 > P2."""
-    r, p = rp
-    return (float(r), float(p))
-
-
 def best_arm(scores: dict, decimals: int | None = None) -> str:
-    """Name of the arm whose (recall, precision) is best in the lexicographic order.
+    """Name of the arm whose (recall, precision) is best in the paper's lexicographic order: (R1, P1)
+    beats (R2, P2) iff R1 > R2, or R1 = R2 and P1 > P2 (Python's tuple order).
 
     `decimals` rounds before comparing (the paper compares two-decimal values). A full tie in both
     recall and precision returns the arms joined by '=' in their given order, e.g. 'base=lesagn'.
@@ -50,7 +45,7 @@ def best_arm(scores: dict, decimals: int | None = None) -> str:
     if not scores:
         raise ValueError("best_arm needs at least one arm")
     def key(rp):
-        r, p = lexicographic_key(rp)
+        r, p = float(rp[0]), float(rp[1])
         return (round(r, decimals), round(p, decimals)) if decimals is not None else (r, p)
     top = max(key(v) for v in scores.values())
     return "=".join(name for name, v in scores.items() if key(v) == top)

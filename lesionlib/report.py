@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from . import generic
+from .analysis import arm_intervals
 from .experiment import ARM_LABELS, ARMS, PAPER_ARMS
 from .metrics import best_arm, seed_interval
 from .profile import SIZE_NAMES, Profile
@@ -52,24 +53,16 @@ def degenerate_flags(frame: pd.DataFrame) -> str:
     return "; ".join(f"{ARM_LABELS.get(r.arm, r.arm)}: {r.degenerate} (AUC {r.auc:.2f})" for r in bad.itertuples())
 
 
-def interval_table(frame: pd.DataFrame, row: str = "size") -> pd.DataFrame:
-    """'mean [low, high]' of R and P per (row, arm): a 95 % interval over seeds when there are several,
-    else the run's bootstrap interval over its test lesions."""
-    arms = [a for a in ARMS if a in set(frame["arm"])]
-    out = {}
-    for (name, arm), g in frame.groupby([row, "arm"], sort=False):
-        for m, label in (("recall", "R"), ("precision", "P")):
-            if g["seed"].nunique() >= 2:
-                mean, lo, hi = seed_interval(g[m])
-            elif f"{m}_lo" in g:
-                mean, lo, hi = float(g[m].iloc[0]), float(g[f"{m}_lo"].iloc[0]), float(g[f"{m}_hi"].iloc[0])
-            else:
-                mean = lo = hi = float(g[m].iloc[0])
-            out.setdefault(name, {})[(arm, label)] = f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
-    order = [s for s in SIZE_NAMES if s in out] or sorted(out)
-    df = pd.DataFrame.from_dict({k: out[k] for k in order}, orient="index")
-    df = df[[(a, m) for a in arms for m in ("R", "P")]]
-    df.columns = pd.MultiIndex.from_tuples(df.columns)
+def interval_table(frame: pd.DataFrame, row: str = "size", metric: str = "recall") -> pd.DataFrame:
+    """'mean [low, high]' of one metric per (row, arm): rows = row names, columns = arms (see
+    `analysis.arm_intervals` for which interval). One metric per table keeps it inside the page's column."""
+    iv = arm_intervals(frame, row)
+    iv = iv[iv.metric == metric]
+    cell = iv.apply(lambda r: f"{r['mean']:.2f} [{r.lo:.2f}, {r.hi:.2f}]", axis=1)
+    df = iv.assign(cell=cell).pivot(index=row, columns="arm", values="cell")
+    order = [s for s in SIZE_NAMES if s in df.index] or sorted(df.index)
+    df = df.loc[order, [a for a in ARMS if a in df.columns]].rename(columns=ARM_LABELS)
+    df.columns.name = None
     df.index.name = {"size": "|d_t|", "source size": "|d_s|"}.get(row, row)
     return df
 
@@ -91,7 +84,7 @@ def side_by_side(ours: pd.DataFrame, fig: str, direction: str) -> pd.DataFrame:
     return out
 
 
-def styled(table: pd.DataFrame):
+def styled(table: pd.DataFrame, caption: str = ""):
     """Bold the best (R, P) pair of each row (the paper's convention), arms titled as in the paper.
 
     The `flags` column (degenerate runs) becomes a caption above the table and a † after the row's
@@ -116,11 +109,20 @@ def styled(table: pd.DataFrame):
            .format_index(lambda r: f"{r} †" if flags.get(r) else r, axis=0))
     if flag_cols:
         out = out.hide(flag_cols, axis="columns")
+    out = out.set_table_attributes('class="dataframe"')  # the book theme's table style
+    notes = [caption] if caption else []
     if flags.astype(bool).any():
-        out = out.set_caption("† degenerate runs (every or no test lesion called malignant; R and P come from the "
+        notes.append("† degenerate runs (every or no test lesion called malignant; R and P come from the "
                               "threshold, the AUC tells whether they rank lesions): " +
-                              "; ".join(f"{r}: {f}" for r, f in flags.items() if f))
-    return out
+                     "; ".join(f"{r}: {f}" for r, f in flags.items() if f))
+    return out.set_caption(". ".join(notes)) if notes else out
+
+
+def captioned(table: pd.DataFrame, caption: str, fmt: str | None = "{:.2f}"):
+    """A table with a caption above it, its floats as `fmt`, in the book theme's table style."""
+    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    out = table.style.format(fmt, subset=floats) if fmt and floats else table.style
+    return out.set_caption(caption).set_table_attributes('class="dataframe"')
 
 
 def hardware() -> str:
@@ -154,27 +156,103 @@ def provenance(P: Profile, wall_seconds: float, runs_trained: int | None = None,
     return f":::{{admonition}} Provenance\n:class: note\n{body}\n:::\n"
 
 
-def data_notice(P: Profile) -> str:
-    """A MyST warning when the page's numbers do not come from the paper's setting (phantom data, or a G
-    other than ImageNet); empty otherwise."""
+def data_notice(P: Profile, head: str = "") -> str:
+    """A short MyST warning when the page's numbers do not come from the paper's setting (phantom data, or a G
+    other than ImageNet), `head` first; empty otherwise."""
     what = []
     if P.data_source == "phantom":
-        what.append("the lesions are **phantom** images from `lesionlib.data.phantom`, not the real brain and lung "
-                    f"sets (their organs share {P.phantom_shared:.0%} of the malignancy signal by construction)")
+        what.append(f"the lesions are synthetic ({{doc}}`phantom <data_phantom>`; the organs share "
+                    f"{P.phantom_shared:.0%} of the malignancy signal by construction)")
     if P.generic != "imagenet":
-        what.append(f"the generic weights G are {generic.describe(P.generic)}, not ImageNet")
+        what.append(f"G is {P.generic}, not ImageNet")
     if not what:
         return ""
-    return (":::{warning}\nThese results test the pipeline, not the paper: " + "; ".join(what) +
-            ". Read them as a demonstration of what the grid measures.\n:::\n")
+    text = "; ".join(what)
+    return (":::{admonition} A demonstration of the pipeline, not a test of the paper\n:class: warning\n" + head +
+            text[0].upper() + text[1:] + ".\n:::\n")
 
 
-def f2_gap(table: pd.DataFrame) -> pd.Series:
-    """F2 of LesAug minus F2 of LesAgn per row (the paper's measure of the transfer benefit)."""
-    from .metrics import f2_from_rp
+def page_notice(P: Profile, direction: str | None = None) -> str:
+    """One box at the top of a results page: the direction, the profile and, off the paper's setting, why."""
+    from .profile import DIRECTIONS
 
-    return pd.Series({s: f2_from_rp(row[("lesaug", "R")], row[("lesaug", "P")]) -
-                      f2_from_rp(row[("lesagn", "R")], row[("lesagn", "P")]) for s, row in table.iterrows()},
-                     name="F2(LesAug) - F2(LesAgn)").astype(float).round(3)
+    head = f"**{' → '.join(DIRECTIONS[direction])}** (source organ → target organ), " if direction else ""
+    head += f"profile `{P.profile}`. "
+    return data_notice(P, head) or (f":::{{note}}\n{head}The other direction has its own page.\n:::\n"
+                                    if direction else "")
 
 
+BADGES = {"holds": "success", "does not hold": "danger", "inconclusive": "warning", "not computable": "muted"}
+
+
+def badge(verdict: str, outline: bool = False, link: str | None = None) -> str:
+    """A verdict as a sphinx-design badge (filled: our runs; outlined: the paper's numbers), linking to the page
+    `link` (a document name beside this one) when given."""
+    kind = f"bdg{'-link' if link else ''}-{BADGES[verdict]}{'-line' if outline else ''}"
+    return f"{{{kind}}}`{verdict} <{link}.html>`" if link else f"{{{kind}}}`{verdict}`"
+
+
+def finding_lines(table: pd.DataFrame) -> str:
+    """The verdict sentence(s) of a figure page (`verdicts.figure_verdicts`), as a Markdown list."""
+    return "\n".join(f"- **{r.claim}**: ours {badge(r.ours)}, the paper's numbers {badge(r.paper, True)}. "
+                     f"{r.evidence}." for r in table.itertuples()) + "\n"
+
+
+# Where the evidence of each finding is shown (the at-a-glance tables link there).
+CLAIM_PAGES = {"(a)": "fig1", "(b)": "fig1", "(c)": "fig2", "(d)": "fig3", "(e)": "fig5", "(f)": "conclusions",
+               "(g)": "fig2", "(h)": "controls", "(i)": "conclusions"}
+
+
+def _claim_links(letter: str, direction: str) -> str:
+    page = CLAIM_PAGES[letter]
+    return page if page == "conclusions" else f"{page}_{direction}"
+
+
+def glance_table(ours: pd.DataFrame, paper: pd.DataFrame) -> str:
+    """The paper's findings x both directions as a Markdown table: our verdict (a badge linked to the page with
+    its evidence) and the paper's numbers' verdict (an outlined badge). `ours`, `paper`: `verdicts.our_verdicts` / `paper_verdicts`."""
+    from .profile import DIRECTIONS
+
+    head = " | ".join(" → ".join(DIRECTIONS[d]) for d in DIRECTIONS)
+    lines = [f"| the paper's finding | {head} |", "|---|" + "---|" * len(DIRECTIONS)]
+    pv = {(r.claim, r.direction): r.verdict for r in paper.itertuples()}
+    for claim in dict.fromkeys(ours.claim):
+        letter = claim.split(" ", 1)[0]
+        cells = []
+        rows = ours[ours.claim == claim]
+        for d in DIRECTIONS if len(rows) > 1 else ["both"]:
+            r = rows[rows.direction == d].iloc[0]
+            link = _claim_links(letter, d if d != "both" else "brain_to_lung")
+            cells.append(f"{badge(r.verdict, link=link)} {badge(pv[(claim, d)], True)}")
+        if len(cells) == 1:  # a finding about both directions spans the row
+            cells.append("(one comparison of the two directions)")
+        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+RUN_COLUMNS = {"recall": "R", "precision": "P", "f2": "F2", "auc": "AUC", "predicted malignant": "called malignant",
+               "epochs": "epochs", "best epoch": "best epoch", "seconds": "seconds"}
+
+
+def run_table(frame: pd.DataFrame, keys: list) -> pd.DataFrame:
+    """One row per trained target model, indexed by `keys`: its scores, how many test lesions it called
+    malignant (a degenerate run is marked †) and how long early stopping let it train."""
+    out = frame.set_index(keys)[list(RUN_COLUMNS)].rename(columns=RUN_COLUMNS)
+    if "degenerate" in frame:
+        out["called malignant"] = [f"{n} †" if d else str(n) for n, d in zip(frame["predicted malignant"],
+                                                                            frame["degenerate"].astype(bool))]
+    return out.round(3)
+
+
+def evidence_lines(table: pd.DataFrame, outline: bool = False) -> str:
+    """Each finding of a verdict table (`verdicts.our_verdicts` / `paper_verdicts`) with, per direction, its
+    verdict badge and the numbers behind it, then its rule, as a Markdown list."""
+    out = []
+    for claim, rows in table.groupby("claim", sort=False):
+        out.append(f"- **{claim}**")
+        for r in rows.itertuples():
+            where = r.direction.replace("_to_", " → ")
+            out.append(f"  - {where}: {badge(r.verdict, outline)} {r.evidence}")
+        if "rule" in rows:
+            out.append(f"  - *rule*: {rows['rule'].iloc[0]}")
+    return "\n".join(out) + "\n"

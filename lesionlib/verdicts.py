@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from . import reference
 from .experiment import ARM_LABELS, THRESHOLD, trained_parent
 from .metrics import seed_interval
 from .profile import DIRECTIONS, SIZE_NAMES
@@ -255,24 +256,26 @@ def paper_evidence(direction: str, reported: dict, n_boot: int = 2000) -> Eviden
                     notes=["intervals: binomial sampling error of a 200-lesion test set; arms independent"])
 
 
-def run_evidence(runner, direction: str, n_boot: int = 1000) -> Evidence:
+def run_evidence(runner, direction: str, n_boot: int = 1000, figs=("fig1", "fig2", "fig3", "controls")) -> Evidence:
     """Our runs of one direction as `Evidence`: Fig 1 and Fig 2 cells, Fig 3 ranges, and the Controls
-    page's runs at the profile's own data (Fig 5's arms and size over `control_seeds`) per seed."""
+    page's runs at the profile's own data (Fig 5's arms and size over `control_seeds`) per seed; `figs`
+    limits it to some of these (a figure page reads only its own runs)."""
     from .analysis import figure_frame, figure_runs, fold_ranges
 
     P = runner.P
     cells = {}
-    for fig in ("fig1", "fig2"):
+    for fig in [f for f in ("fig1", "fig2") if f in figs]:
         specs, results = figure_runs(runner, fig, direction)
         by_cell: dict = {}
         for (row, arm, seed), res in zip(specs, results):
             by_cell.setdefault((fig, row, arm), []).append(res)
         cells.update(by_cell)
-    f3 = figure_frame(runner, "fig3", direction, bootstrap=0)
-    ranges = fold_ranges(f3)
-    k = int(f3.groupby("arm").size().min())
-    return Evidence(direction, run_replicates(cells, n_boot), ranges, k,
-                    per_seed(runner, direction, main_condition(P)), notes=["intervals: bootstrap over test patients" + (" and seeds" if len(P.seeds) > 1 else "")])
+    ranges, k = None, 0
+    if "fig3" in figs:
+        f3 = figure_frame(runner, "fig3", direction, bootstrap=0)
+        ranges, k = fold_ranges(f3), int(f3.groupby("arm").size().min())
+    return Evidence(direction, run_replicates(cells, n_boot) if cells else {}, ranges, k,
+                    per_seed(runner, direction, main_condition(P)) if "controls" in figs else None, notes=["intervals: bootstrap over test patients" + (" and seeds" if len(P.seeds) > 1 else "")])
 
 
 def main_condition(P):
@@ -321,46 +324,78 @@ def _slope(ev: Evidence, fig: str, a: str, b: str) -> tuple[float, float, float]
     return interval(point, reps)
 
 
-def findings(ev: Evidence) -> list[dict]:
-    """The paper's findings for one direction, each with its verdict, the numbers behind it and its rule."""
-    d = ev.direction
-    out = []
-    rows1 = ev.rows("fig1")
-    diffs = {r: ev.diff(("fig1", r, "lesaug"), ("fig1", r, "lesagn")) for r in rows1}
-    out.append(_row("(a) LesAug beats LesAgn in most rows of Fig 1", d, majority(sign(*v[1:]) for v in diffs.values()),
-                    "F2 LesAug − LesAgn: " + "; ".join(f"{r} {_fmt(v)}" for r, v in diffs.items()),
-                    "holds if more than half the rows are above 0; does not hold if they cannot be"))
+def claim_a(ev: Evidence) -> dict:
+    diffs = {r: ev.diff(("fig1", r, "lesaug"), ("fig1", r, "lesagn")) for r in ev.rows("fig1")}
+    return _row("(a) LesAug beats LesAgn in most rows of Fig 1", ev.direction,
+                majority(sign(*v[1:]) for v in diffs.values()),
+                "F2 LesAug − LesAgn: " + "; ".join(f"{r} {_fmt(v)}" for r, v in diffs.items()),
+                "holds if more than half the rows are above 0; does not hold if they cannot be")
+
+
+def claim_b(ev: Evidence) -> dict:
     s = _slope(ev, "fig1", "lesaug", "lesagn")
-    out.append(_row("(b) the benefit grows as the target set shrinks", d, sign_verdict(-sign(*s[1:])),
-                    f"slope of the F2 gap per size step up: {_fmt(s)}", "holds if the slope is below 0"))
+    return _row("(b) the benefit grows as the target set shrinks", ev.direction, sign_verdict(-sign(*s[1:])),
+                f"slope of the F2 gap per size step up: {_fmt(s)}", "holds if the slope is below 0")
+
+
+def claim_c(ev: Evidence) -> dict:
     s = _slope(ev, "fig2", "lesaug", "lesagn")
-    out.append(_row("(c) the benefit shrinks as the source set shrinks", d, sign_verdict(sign(*s[1:])),
-                    f"slope of the F2 gap per source size step up: {_fmt(s)}", "holds if the slope is above 0"))
+    return _row("(c) the benefit shrinks as the source set shrinks", ev.direction, sign_verdict(sign(*s[1:])),
+                f"slope of the F2 gap per source size step up: {_fmt(s)}", "holds if the slope is above 0")
+
+
+def claim_d(ev: Evidence) -> dict | None:
     r = ev.ranges
-    if r is not None and {"lesaug", "lesagn"} <= set(r.index):
-        spread = lambda a: (r.loc[a, "R max"] - r.loc[a, "R min"]) + (r.loc[a, "P max"] - r.loc[a, "P min"])  # noqa
-        ratio = spread("lesaug") / spread("lesagn") if spread("lesagn") > 0 else float("nan")
-        verdict, (lo, hi) = spread_verdict(ratio, ev.k)
-        out.append(_row("(d) LesAug varies less across folds than LesAgn", d, verdict,
-                        f"(R range + P range) of LesAug / of LesAgn = {ratio:.2f} over {ev.k} runs each; "
-                        f"equal variances give [{lo:.2f}, {hi:.2f}]",
-                        "holds if the ratio is below what equal variances give 97.5 % of the time"))
-    seed_e, seed_h = _seed_findings(ev)
-    out.append(seed_e)
-    rows2 = ev.rows("fig2")
-    base = [ev.diff((f, r, "lesaug"), (f, r, "base")) for f, rs in (("fig1", rows1), ("fig2", rows2)) for r in rs]
-    out.append(_row("(f) lesion models beat Base in all cases (abstract)", d, every(sign(*v[1:]) for v in base),
-                    f"F2 LesAug − Base above 0 in {sum(sign(*v[1:]) == 1 for v in base)} of {len(base)} rows of "
-                    f"Fig 1 and Fig 2, below in {sum(sign(*v[1:]) == -1 for v in base)}",
-                    "holds if every row is above 0; does not hold if any is below"))
-    small = [r for r in rows2 if r != "High"]
+    if r is None or not {"lesaug", "lesagn"} <= set(r.index):
+        return None
+    spread = lambda a: (r.loc[a, "R max"] - r.loc[a, "R min"]) + (r.loc[a, "P max"] - r.loc[a, "P min"])  # noqa
+    ratio = spread("lesaug") / spread("lesagn") if spread("lesagn") > 0 else float("nan")
+    verdict, (lo, hi) = spread_verdict(ratio, ev.k)
+    return _row("(d) LesAug varies less across folds than LesAgn", ev.direction, verdict,
+                f"(R range + P range) of LesAug / of LesAgn = {ratio:.2f} over {ev.k} runs each; "
+                f"equal variances give [{lo:.2f}, {hi:.2f}]",
+                "holds if the ratio is below what equal variances give 97.5 % of the time")
+
+
+def claim_f(ev: Evidence) -> dict:
+    base = [ev.diff((f, r, "lesaug"), (f, r, "base")) for f in ("fig1", "fig2") for r in ev.rows(f)]
+    return _row("(f) lesion models beat Base in all cases (abstract)", ev.direction, every(sign(*v[1:]) for v in base),
+                f"F2 LesAug − Base above 0 in {sum(sign(*v[1:]) == 1 for v in base)} of {len(base)} rows of "
+                f"Fig 1 and Fig 2, below in {sum(sign(*v[1:]) == -1 for v in base)}",
+                "holds if every row is above 0; does not hold if any is below")
+
+
+def claim_g(ev: Evidence) -> dict:
+    small = [r for r in ev.rows("fig2") if r != "High"]
     worse = {(r, b): ev.diff(("fig2", r, "lesaug"), ("fig2", r, b)) for r in small for b in ("base", "lesagn")}
-    out.append(_row("(g) with less source data LesAug is sometimes worse than a baseline", d,
-                    some_below(sign(*v[1:]) for v in worse.values()),
-                    "F2 LesAug − baseline: " + "; ".join(f"{r} vs {ARM_LABELS[b]} {_fmt(v)}" for (r, b), v in worse.items()),
-                    "holds if any row below High is below 0; does not hold if all are above"))
-    out.append(seed_h)
-    return out
+    return _row("(g) with less source data LesAug is sometimes worse than a baseline", ev.direction,
+                some_below(sign(*v[1:]) for v in worse.values()),
+                "F2 LesAug − baseline: " + "; ".join(f"{r} vs {ARM_LABELS[b]} {_fmt(v)}" for (r, b), v in worse.items()),
+                "holds if any row below High is below 0; does not hold if all are above")
+
+
+def findings(ev: Evidence) -> list[dict]:
+    """The paper's findings (a)-(h) for one direction, each with its verdict, the numbers behind it and its rule."""
+    seed_e, seed_h = _seed_findings(ev)
+    rows = [claim_a(ev), claim_b(ev), claim_c(ev), claim_d(ev), seed_e, claim_f(ev), claim_g(ev), seed_h]
+    return [r for r in rows if r is not None]
+
+
+# The findings each figure page states, read from that figure's runs alone ((e) and (h) read the Controls
+# runs, (f) and (i) two figures or two directions: the Conclusions page states those).
+FIGURE_CLAIMS = {"fig1": (claim_a, claim_b), "fig2": (claim_c, claim_g), "fig3": (claim_d,)}
+
+
+def figure_verdicts(runner, fig: str, direction: str, n_boot: int = 1000) -> pd.DataFrame:
+    """The findings that `fig` shows, on our runs and on the paper's numbers: claim, ours, paper, evidence."""
+    if fig == "fig5":
+        ours = [convergence_finding(runner, direction)]
+        paper = [_seed_findings(Evidence(direction, {}))[0]]
+    else:
+        ours = [c(run_evidence(runner, direction, n_boot, figs=(fig,))) for c in FIGURE_CLAIMS[fig]]
+        paper = [c(paper_evidence(direction, reference.reported(), 2000)) for c in FIGURE_CLAIMS[fig]]
+    return pd.DataFrame([{"claim": o["claim"], "ours": o["verdict"], "paper": p["verdict"], "evidence": o["evidence"],
+                          "rule": o["rule"]} for o, p in zip(ours, paper) if o is not None])
 
 
 def _seed_findings(ev: Evidence) -> list[dict]:

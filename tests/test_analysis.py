@@ -89,9 +89,10 @@ def test_interval_table_uses_seeds_when_there_are_several():
     assert m == pytest.approx(0.5) and lo < 0.4 and hi > 0.6
     f = pd.DataFrame({"size": ["High"] * 3, "arm": ["lesaug"] * 3, "seed": [0, 1, 2], "recall": [.4, .5, .6],
                       "precision": [.5, .5, .5]})
-    assert interval_table(f).loc["High", ("lesaug", "R")].startswith("0.50 [")
+    assert interval_table(f).loc["High", "LesAug"].startswith("0.50 [")
     one = f.iloc[:1].assign(recall_lo=0.3, recall_hi=0.5, precision_lo=0.4, precision_hi=0.6)
-    assert interval_table(one).loc["High", ("lesaug", "R")] == "0.40 [0.30, 0.50]"
+    assert interval_table(one).loc["High", "LesAug"] == "0.40 [0.30, 0.50]"
+    assert interval_table(one, metric="precision").loc["High", "LesAug"] == "0.50 [0.40, 0.60]"
 
 
 def test_styled_tables_move_degenerate_flags_into_a_caption():
@@ -106,3 +107,11 @@ def test_styled_tables_move_degenerate_flags_into_a_caption():
     clean = t.copy()
     clean[("flags", "")] = ""
     assert "degenerate" not in report.styled(clean).to_html()  # nothing to flag: no caption
+
+
+def test_the_f2_gap_is_the_f2_of_mean_recall_and_precision_unrounded():
+    from lesionlib.metrics import f2_from_rp
+    frame = pd.DataFrame({"size": ["High"] * 4, "arm": ["lesaug", "lesaug", "lesagn", "lesagn"], "seed": [0, 1, 0, 1],
+                          "recall": [0.904, 0.807, 0.5, 0.6], "precision": [0.7, 0.8, 0.9, 0.7]})
+    gap = analysis.f2_gap(frame, "size")
+    assert gap["High"] == pytest.approx(f2_from_rp(0.8555, 0.75) - f2_from_rp(0.55, 0.8))  # not of 2-decimal R

@@ -153,3 +153,27 @@ def test_auc_replicates_rank_a_run_whose_threshold_calls_everything_malignant():
     auc = V.auc_replicates(cells, 500)
     _, lo, hi = V.interval(auc["ranked"][0] - auc["coin"][0], auc["ranked"][1] - auc["coin"][1])
     assert auc["ranked"][0] > 0.85 and lo > 0
+
+
+def test_a_figure_page_states_its_own_findings_beside_the_papers():
+    """`figure_verdicts` decides exactly the findings FIGURE_CLAIMS gives a figure, from that figure's runs,
+    and the paper's column is the same rule on the paper's numbers (as on the Conclusions page)."""
+    paper = V.paper_verdicts(reference.reported())
+    ev = evidence({"High": 0.95, "VLow": 0.9}, {"High": 0.6, "VLow": 0.55})
+
+    class FakeRunner:  # figure_verdicts asks run_evidence for the runs; here they are made up
+        P = None
+    orig = V.run_evidence
+    V.run_evidence = lambda runner, d, n, figs: ev
+    try:
+        for fig, letters in (("fig1", ["(a)", "(b)"]), ("fig2", ["(c)", "(g)"])):
+            got = V.figure_verdicts(FakeRunner(), fig, "brain_to_lung", 200)
+            assert [c[:3] for c in got.claim] == letters  # the findings the paper draws from this figure
+            assert [c[:3] for c in got.claim] == [c(ev)["claim"][:3] for c in V.FIGURE_CLAIMS[fig]]
+            assert list(got.ours) == [c(ev)["verdict"] for c in V.FIGURE_CLAIMS[fig]]
+            if fig == "fig1":
+                assert got.ours.iloc[0] == "holds"  # (a): LesAug far better in both rows
+            want = paper[paper.direction == "brain_to_lung"].set_index("claim").verdict
+            assert list(got.paper) == [want[c] for c in got.claim]
+    finally:
+        V.run_evidence = orig
