@@ -20,6 +20,7 @@ from .cache import spec_key
 from .profile import Profile
 
 ENV = "LESIONLIB_SCHEDULER"
+CONNECT_TIMEOUT = "30s"  # how long a client keeps trying to reach a scheduler before the clear error below
 _RUNNERS: dict = {}  # one Runner per profile in each worker, so data sets are loaded once per worker
 
 
@@ -46,7 +47,7 @@ def client_for(P: Profile):
     address = scheduler_address(P)
     if address:
         try:
-            client = Client(address, timeout="30s")
+            client = Client(address, timeout=CONNECT_TIMEOUT)
         except OSError as err:
             raise RuntimeError(f"cannot reach the Dask scheduler {address!r} (from ${ENV} or the profile's "
                                f"'scheduler'): {err}. Start one with `dask scheduler`, or unset it to run locally") from err

@@ -48,6 +48,7 @@ def test_runs_go_to_a_local_dask_cluster_and_land_in_the_cache(cache_dir, monkey
 
 def test_a_bad_scheduler_address_gives_one_clear_error(cache_dir, monkeypatch):
     monkeypatch.setenv("LESIONLIB_SCHEDULER", "tcp://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr("lesionlib.dispatch.CONNECT_TIMEOUT", "2s")  # the error, not the wait, is under test
     P = tiny_profile(cache_dir)
     with pytest.raises(RuntimeError, match="cannot reach the Dask scheduler 'tcp://127.0.0.1:9'"):
         Runner(P, log=lambda m: None).run_all(fig1_specs(P, "brain_to_lung").values())

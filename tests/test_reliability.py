@@ -279,7 +279,10 @@ def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path, monke
     out, cache_dir = tmp_path / "out", tmp_path / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LESIONLIB_CACHE": str(cache_dir)}
     env.pop("LESIONLIB_SCHEDULER", None)
-    args = ["grid", "--profile", "smoke", "--sections", "fig5", "--directions", "brain_to_lung", "--no-build",
+    # smoke with one epoch: what is under test is the kill and the resume, not the training
+    profile = tmp_path / "killed.yaml"
+    profile.write_text("profile: killed\nbase: smoke\nepochs: 1\n")
+    args = ["grid", "--profile", str(profile), "--sections", "fig5", "--directions", "brain_to_lung", "--no-build",
             "--output", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "lesionlib.cli", *args], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
@@ -288,14 +291,14 @@ def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path, monke
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    staged = out / "_build" / "stage" / "smoke" / next(p for p in GRID if p.section == "fig5").staged("brain_to_lung")
+    staged = out / "_build" / "stage" / "killed" / next(p for p in GRID if p.section == "fig5").staged("brain_to_lung")
     assert not staged.exists()  # the page is written only once complete, by rename
     cache = RunCache(cache_dir)
     finished = {k: (cache.runs / k / "result.json").stat().st_mtime_ns for k in cache.entries()}
     assert finished and all(p == [PARTIAL] for p in cache.check().values())
     monkeypatch.setenv("LESIONLIB_CACHE", str(cache_dir))  # the kernels run_grid starts inherit it
     monkeypatch.delenv("LESIONLIB_SCHEDULER", raising=False)
-    t = run_grid("smoke", sections=["fig5"], directions=["brain_to_lung"], build=False, output=out)
+    t = run_grid(str(profile), sections=["fig5"], directions=["brain_to_lung"], build=False, output=out)
     assert "fig5 [brain_to_lung]" in t and _complete(staged)
     assert {k: (cache.runs / k / "result.json").stat().st_mtime_ns for k in finished} == finished  # not redone
     assert all(p == [PARTIAL] for p in cache.check().values())
