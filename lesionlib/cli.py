@@ -12,7 +12,7 @@ def _grid(args) -> int:
     from .grid import run_grid
 
     t = run_grid(args.profile, args.sections, args.directions, build=not args.no_build, force=args.force,
-                 output=args.output)
+                 output=args.output, parallel=args.parallel)
     print(" ".join(f"{k}={v:.0f}s" for k, v in t.items()))
     return 0
 
@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     g.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the HTML")
     g.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
     g.add_argument("--output", help="where _build/stage and _build/html go (default: the project folder)")
+    g.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="execute up to N pages at once (each in its own kernel; summary pages last)")
     g.set_defaults(func=_grid)
     n = sub.add_parser("notebooks", help="re-execute book/*.ipynb in place with their smoke defaults (for nbval)")
     n.add_argument("paths", nargs="*")

@@ -174,10 +174,19 @@ def build_html(stage: Path, output: Path) -> Path:
     return output / "_build" / "html"
 
 
-def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool, timings: dict) -> None:
-    """Execute the grid's (page, direction) jobs in order, skipping pages that are up to date."""
-    executed = False
-    for i, (page, direction) in enumerate(jobs, 1):
+def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool, timings: dict,
+             parallel: int = 1) -> None:
+    """Execute the grid's (page, direction) jobs, skipping pages that are up to date.
+
+    With `parallel` > 1, up to that many pages run at once (each in its own kernel), in GRID order, and the
+    `summary` pages, which read the others' runs, only after all of them. Two pages that need the same
+    training run never train it twice: the run cache's per-run lock makes the second wait for the first.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    executed = []
+
+    def one(i, page, direction):
         src = root / page.notebook
         out = stage / page.staged(direction)
         p = dict(params, **({"direction": direction} if direction else {}))
@@ -185,11 +194,33 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
         inputs = [root / f.format(profile=name) for f in page.inputs]
         if not force and not (page.summary and executed) and _is_current(out, _fingerprint(src, p, inputs)):
             _log(f"[{i}/{len(jobs)}] {label}: up to date")
-            continue
+            return
         _log(f"[{i}/{len(jobs)}] {label}: executing {page.notebook} on profile {name} ...")
         timings[label] = execute_page(src, out, p, root, inputs)
-        executed = True
+        executed.append(label)
         _log(f"[{i}/{len(jobs)}] {label}: done in {timings[label]:.0f} s")
+
+    numbered = [(i, page, d) for i, (page, d) in enumerate(jobs, 1)]
+    pages = [j for j in numbered if not j[1].summary]
+    if parallel > 1 and len(pages) > 1:
+        # Kernels that train side by side share the cores: without a thread budget each takes them all and
+        # OpenMP's spinning threads slow both tenfold. Each kernel inherits this environment.
+        threads = str(max(1, (os.cpu_count() or 1) // parallel))
+        budget = {k: threads for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k not in os.environ}
+        os.environ.update(budget)
+        try:
+            with ThreadPoolExecutor(parallel) as pool:
+                for fut in [pool.submit(one, *j) for j in pages]:
+                    fut.result()  # re-raises the first failed page's error
+        finally:
+            for k in budget:
+                os.environ.pop(k, None)
+    else:
+        for j in pages:
+            one(*j)
+    for j in numbered:
+        if j[1].summary:
+            one(*j)
 
 
 @contextmanager
@@ -214,11 +245,11 @@ def shared_cluster(params: dict):
 
 
 def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False,
-             output=None) -> dict:
+             output=None, parallel: int = 1) -> dict:
     """Execute the notebook grid of `profile` (optionally a subset), then build the book.
 
     Staged notebooks go to `<output>/_build/stage/<profile>/`, the HTML to `<output>/_build/html`
-    (`output` defaults to the project root).
+    (`output` defaults to the project root); `parallel` pages execute at once (see `_execute`).
     """
     root = project_root()
     output = Path(output) if output else root
@@ -242,7 +273,7 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
     t_all = time.perf_counter()
     try:
         with shared_cluster(params):
-            _execute(jobs, stage, root, params, name, force, timings)
+            _execute(jobs, stage, root, params, name, force, timings, parallel)
     except BaseException:
         _record_timings(stage, timings, jobs)  # the pages that did finish keep their times
         raise
@@ -278,5 +309,6 @@ def _record_timings(stage: Path, timings: dict, jobs) -> None:
     record = {"this_run": timings, "pages": pages, "complete": all(k in pages for k in labels + ["html"]),
               "book_total": sum(pages.values())}
     tmp = path.with_suffix(".tmp")
+    stage.mkdir(parents=True, exist_ok=True)
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, path)

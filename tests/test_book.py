@@ -129,3 +129,43 @@ def test_pages_run_per_direction_become_one_chapter_each_with_the_direction_in_t
     assert "book/fig2" in left_out and "book/conclusions" in left_out  # not executed: left out, never stale
     title = nbformat.read(stage / "book/fig1_lung_to_brain.ipynb", 4).cells[0].source.splitlines()[0]
     assert title.startswith("# Fig 1 (lung → brain): ")
+
+
+def test_parallel_pages_run_side_by_side_and_summary_pages_wait_for_all(tmp_path, monkeypatch):
+    """`run_grid(parallel=2)`: two pages at a time in GRID order; Conclusions, Intro and the appendix (they
+    read every other page's runs) start only after the last other page finished. A failed page fails the grid."""
+    import threading
+    import time as _time
+
+    from lesionlib import grid
+
+    log, lock, running = [], threading.Lock(), [0]
+    most = [0]
+
+    def fake_execute(src, out, params, root, inputs=()):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            log.append(("start", src.stem, params.get("direction")))
+        _time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+            log.append(("end", src.stem, params.get("direction")))
+        return 0.05
+
+    monkeypatch.setattr(grid, "execute_page", fake_execute)
+    monkeypatch.setattr(grid, "_is_current", lambda out, fp: False)
+    grid.run_grid("smoke", build=False, output=tmp_path, parallel=2)
+    summary = {p.notebook.rsplit("/", 1)[-1][:-6] for p in grid.GRID if p.summary}
+    last_other_end = max(i for i, (ev, name, _) in enumerate(log) if ev == "end" and name not in summary)
+    first_summary_start = min(i for i, (ev, name, _) in enumerate(log) if ev == "start" and name in summary)
+    assert most[0] == 2 and first_summary_start > last_other_end
+    assert [n for ev, n, _ in log if ev == "start" and n in summary] == ["conclusions", "intro", "reproducibility"]
+
+    def failing(src, out, params, root, inputs=()):
+        if src.stem == "fig2":
+            raise RuntimeError("fig2 broke")
+        return 0.0
+    monkeypatch.setattr(grid, "execute_page", failing)
+    with pytest.raises(RuntimeError, match="fig2 broke"):
+        grid.run_grid("smoke", build=False, output=tmp_path, parallel=2)
