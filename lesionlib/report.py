@@ -5,15 +5,14 @@ import os
 import platform
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 
 from . import generic
 from .analysis import arm_intervals
 from .experiment import ARM_LABELS, ARMS, PAPER_ARMS
-from .metrics import best_arm, seed_interval
-from .profile import SIZE_NAMES, Profile
+from .metrics import best_arm
+from .profile import DIRECTIONS, SIZE_NAMES, Profile
 from .reference import paper_table
 
 
@@ -174,8 +173,6 @@ def data_notice(P: Profile, head: str = "") -> str:
 
 def page_notice(P: Profile, direction: str | None = None) -> str:
     """One box at the top of a results page: the direction, the profile and, off the paper's setting, why."""
-    from .profile import DIRECTIONS
-
     head = f"**{' → '.join(DIRECTIONS[direction])}** (source organ → target organ), " if direction else ""
     head += f"profile `{P.profile}`. "
     return data_notice(P, head) or (f":::{{note}}\n{head}The other direction has its own page.\n:::\n"
@@ -211,8 +208,6 @@ def _claim_links(letter: str, direction: str) -> str:
 def glance_table(ours: pd.DataFrame, paper: pd.DataFrame) -> str:
     """The paper's findings x both directions as a Markdown table: our verdict (a badge linked to the page with
     its evidence) and the paper's numbers' verdict (an outlined badge). `ours`, `paper`: `verdicts.our_verdicts` / `paper_verdicts`."""
-    from .profile import DIRECTIONS
-
     head = " | ".join(" → ".join(DIRECTIONS[d]) for d in DIRECTIONS)
     lines = [f"| the paper's finding | {head} |", "|---|" + "---|" * len(DIRECTIONS)]
     pv = {(r.claim, r.direction): r.verdict for r in paper.itertuples()}

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import reference
-from .experiment import ARM_LABELS, THRESHOLD, trained_parent
+from .experiment import ARM_LABELS, THRESHOLD
 from .metrics import seed_interval
 from .profile import DIRECTIONS, SIZE_NAMES
 
