@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from lesionlib import verdicts
+from lesionlib.dispatch import runner_for
 from lesionlib.experiment import KEY_NAMES, Runner, control_profile, controls_specs, data_spec, results_frame
 from lesionlib.profile import load_profile
 
@@ -36,7 +37,7 @@ def main(direction: str) -> None:
     with Pool(4) as pool:
         for done in pool.imap_unordered(make, [(s, o) for s in P.control_shared for o in ("brain", "lung")]):
             log(f"data {done}")
-    R = Runner(P, log=log)
+    R = runner_for(P, log=log)
     specs = controls_specs(P, direction)
     for cond in P.control_shared:  # one condition at a time, so a run cut off still reports the first
         sub = {k: s for k, s in specs.items() if k[0] == cond}

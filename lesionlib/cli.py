@@ -106,8 +106,8 @@ def main(argv=None) -> int:
     g.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
     g.add_argument("--output", help="where _build/stage and _build/html go (default: the project folder)")
     g.add_argument("--parallel", type=int, default=1, metavar="N",
-                   help="execute up to N pages at once (each in its own kernel with cores/N threads; summary pages "
-                        "last); runs trained so are not bit-identical to runs trained with all cores")
+                   help="execute up to N pages at once (each in its own kernel with cores/N OpenMP threads; summary "
+                        "pages last); each run still trains with its profile's `threads`")
     g.set_defaults(func=_grid)
     n = sub.add_parser("notebooks", help="re-execute book/*.ipynb in place with their smoke defaults (for nbval)")
     n.add_argument("paths", nargs="*")

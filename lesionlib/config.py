@@ -19,9 +19,11 @@ class TrainConfig:
     max_shift: float = 0.1  # fraction of the image side
     flip: bool = True  # random horizontal and vertical flips
     device: str = "auto"
+    threads: int | None = None  # torch threads on a CPU (None: leave the process's); keyed in the run's `env`
 
     def as_spec(self) -> dict:
-        """The fields that change a trained model (device does not)."""
+        """The fields of the training recipe (where it runs, device and threads, is the spec's `env`)."""
         d = asdict(self)
         d.pop("device")
+        d.pop("threads")
         return d

@@ -1,4 +1,4 @@
-"""Training runs on a Dask cluster: a `LocalCluster` on this machine, or any scheduler you point at.
+"""Training runs on a Dask cluster: worker processes on this machine, or any scheduler you point at.
 
 Each run is one Dask task, keyed by its cache key, that trains in a worker process and stores its
 result in the shared run cache; a task depends on the task of the model it starts from, so source
@@ -8,15 +8,22 @@ clients of different schedulers from training the same run twice.
 
 Choose the cluster with the profile (`workers`, `scheduler`) or the environment variable
 ``LESIONLIB_SCHEDULER`` (an address such as ``tcp://10.0.0.5:8786``), which wins over the profile.
+
+GPUs: the local cluster starts one worker per GPU, each seeing only its own and declaring the Dask
+resource ``GPU=1``; runs on CUDA then ask for that resource, so no two share a GPU. Workers you start
+yourself do the same with ``CUDA_VISIBLE_DEVICES=<i> dask worker <scheduler> --nthreads 1 --resources GPU=1``
+(or ``dask cuda worker <scheduler> --resources GPU=1``), one per GPU.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 from .cache import spec_key
+from .experiment import Runner, describe, trained_parent, unique_runs
 from .profile import Profile
 
 ENV = "LESIONLIB_SCHEDULER"
@@ -29,14 +36,55 @@ def scheduler_address(P: Profile) -> str | None:
     return os.environ.get(ENV) or P.scheduler or None
 
 
-def local_cluster(workers: int):
-    """A LocalCluster of `workers` processes that share this machine's cores (one GPU each where present)."""
-    from distributed import LocalCluster
+def executor_for(P: Profile):
+    """Where a Runner of `P` trains missing runs: `run_on_cluster` when the profile asks for workers or a
+    scheduler is named, else None (the Runner's own process)."""
+    return run_on_cluster if P.workers > 0 or scheduler_address(P) else None
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                        env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                             "LESIONLIB_TORCH_THREADS": str(threads)})
+
+def runner_for(P: Profile, **kwargs) -> Runner:
+    """A Runner of `P` with the executor the profile asks for."""
+    return Runner(P, executor=executor_for(P), **kwargs)
+
+
+def gpu_count() -> int:
+    """GPUs this machine's workers could use (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def worker_specs(workers: int, gpus: int = 0, cores: int | None = None) -> dict:
+    """Dask worker specifications: `workers` single-task processes sharing the cores, or with GPUs one worker
+    per GPU (at most `workers`), each seeing only its own GPU (CUDA_VISIBLE_DEVICES, as dask-cuda's
+    LocalCUDACluster does) and declaring the resource GPU=1 that GPU runs ask for."""
+    from distributed import Nanny
+
+    n = min(workers, gpus) if gpus else workers
+    threads = str(max(1, (cores or os.cpu_count() or 1) // n))
+    specs = {}
+    for i in range(n):
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        options = {"nthreads": 1, "env": env}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i)
+            options["resources"] = {"GPU": 1}
+        specs[f"lesionlib-{i}"] = {"cls": Nanny, "options": options}
+    return specs
+
+
+def local_cluster(workers: int):
+    """A cluster of worker processes on this machine (see `worker_specs`), closed with its context."""
+    from distributed import Scheduler, SpecCluster
+
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    return SpecCluster(workers=worker_specs(workers, gpu_count()), scheduler=scheduler, silence_logs=logging.WARNING)
+
+
+def gpu_resources(client) -> dict:
+    """{"GPU": 1} when the cluster's workers declare GPUs (a run then holds one GPU alone), else {}."""
+    workers = client.scheduler_info()["workers"].values()
+    return {"GPU": 1} if any(w.get("resources", {}).get("GPU") for w in workers) else {}
 
 
 @contextmanager
@@ -58,32 +106,9 @@ def client_for(P: Profile):
         yield client
 
 
-def _device_for_worker(P: Profile) -> Profile:
-    """On a machine with GPUs, worker i trains on GPU i mod the number of GPUs."""
-    import torch
-
-    if P.device != "auto" or not torch.cuda.is_available():
-        return P
-    try:
-        from distributed import get_worker
-
-        name = get_worker().name
-        index = int(str(name).rsplit("-", 1)[-1])
-    except (ValueError, ImportError):
-        index = os.getpid()
-    return replace(P, device=f"cuda:{index % torch.cuda.device_count()}")
-
-
 def train_task(profile: dict, spec: dict, *parents) -> bool:
     """Dask task: make sure `spec` is in the run cache; True if this task trained it."""
-    import torch
-
-    from .experiment import Runner
-
-    threads = int(os.environ.get("LESIONLIB_TORCH_THREADS", "0"))
-    if threads:
-        torch.set_num_threads(threads)
-    P = _device_for_worker(Profile.from_mapping(profile))
+    P = Profile.from_mapping(profile)  # a worker with a GPU sees just its own (CUDA_VISIBLE_DEVICES)
     runner = _RUNNERS.setdefault(repr(sorted(profile.items())), Runner(P))
     before = runner.trained
     runner.ensure(spec)
@@ -95,8 +120,6 @@ def run_on_cluster(P: Profile, specs: list, log=None) -> int:
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    from .experiment import describe, trained_parent, unique_runs
-
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     wanted = {spec_key(s) for s in specs}
     order = [s for s in unique_runs(specs) if spec_key(s) in wanted]  # parents first; finished parents not resubmitted
@@ -105,11 +128,14 @@ def run_on_cluster(P: Profile, specs: list, log=None) -> int:
         log(f"dispatching {len(order)} runs to Dask ({client.scheduler.address}, "
             f"{len(client.scheduler_info()['workers'])} workers)")
         futures, labels = {}, {}
+        on_gpu = any(s.get("env", {}).get("device") == "cuda" for s in order)
+        resources = gpu_resources(client) if on_gpu else {}
         for spec in order:
             parent = trained_parent(spec)
             deps = [futures[spec_key(parent)]] if parent is not None and spec_key(parent) in futures else []
             key = f"lesionlib-run-{spec_key(spec)}"
-            futures[spec_key(spec)] = client.submit(train_task, profile, spec, *deps, key=key, pure=False)
+            futures[spec_key(spec)] = client.submit(train_task, profile, spec, *deps, key=key, pure=False,
+                                                    resources=resources or None)
             labels[key] = describe(spec)
         trained = 0
         with tqdm(total=len(futures), desc="runs", unit="run", file=sys.stderr, mininterval=5) as bar:

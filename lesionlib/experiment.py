@@ -40,7 +40,8 @@ from .data.lesions import LesionIndex, LesionSet
 from .data.registry import lesion_index
 from .data.splits import SplitError, permuted_labels, sample_indices
 from .fingerprint import file_sha256, run_env, training_code
-from .learner import Model, TrainConfig, learn, moment_matched, precision, predict, resolve_device, transfer
+from .learner import (Model, TrainConfig, hardware, learn, moment_matched, precision, predict, resolve_device,
+                      transfer)
 from .metrics import bootstrap_interval, degenerate, scores
 from .profile import DIRECTIONS, SIZE_NAMES, Profile, ProfileError
 
@@ -103,8 +104,21 @@ def sample_spec(P: Profile, organ: str, n: int, seed: int, fold: int | None = No
 
 def env_spec(P: Profile) -> dict:
     """The environment a model of this profile is trained in (see `lesionlib.fingerprint`)."""
-    device = resolve_device(P.device).type
-    return run_env(device, precision(device))
+    device = resolve_device(P.device)
+    threads = training_threads(P) if device.type == "cpu" else None  # GPU kernels do not use them
+    return run_env(device.type, precision(device.type), hardware(device), threads)
+
+
+def training_threads(P: Profile) -> int:
+    """Torch threads of a CPU run: the profile's `threads`, else the cores shared among its local Dask
+    workers, else this process's count ($OMP_NUM_THREADS or torch's default)."""
+    import torch
+
+    if P.threads:
+        return int(P.threads)
+    if P.workers and not (P.scheduler or os.environ.get("LESIONLIB_SCHEDULER")):
+        return max(1, (os.cpu_count() or 1) // P.workers)
+    return torch.get_num_threads()
 
 
 def generic_spec(P: Profile) -> dict:
@@ -389,13 +403,14 @@ def run_lock(cache: RunCache, name: str):
 class Runner:
     """Executes specifications, reusing finished runs from the cache.
 
-    `run_all` trains what is missing in this process, or on a Dask cluster when the profile asks for
-    workers or names a scheduler (see `lesionlib.dispatch`). A file lock per run makes sure that two
+    `run_all` trains what is missing in this process, or hands it to `executor` (`lesionlib.dispatch`
+    gives the Dask one a profile asks for: `executor_for`). A file lock per run makes sure that two
     processes asking for the same run at once train it only once.
     """
 
-    def __init__(self, P: Profile, cache: RunCache | None = None, log=None):
+    def __init__(self, P: Profile, cache: RunCache | None = None, log=None, executor=None):
         self.P = P
+        self.executor = executor  # executor(P, specs, log) -> runs trained (e.g. on Dask); None: this process
         self.cache = cache or RunCache(P.cache_root())
         self.log = log if log is not None else (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._data: dict = {}
@@ -450,7 +465,8 @@ class Runner:
         return ds.subset(sample_indices(ds, sspec)[2])
 
     def config(self, spec: dict) -> TrainConfig:
-        return TrainConfig(**spec["train"], device=self.P.device)
+        """How `spec` trains here: its recipe, on this profile's device, with the thread count its `env` names."""
+        return TrainConfig(**spec["train"], device=self.P.device, threads=spec.get("env", {}).get("threads"))
 
     # models
     def model(self, spec: dict) -> Model:
@@ -529,10 +545,8 @@ class Runner:
         needed = unique_runs(specs)
         missing = [s for s in needed if not self.cache.has(s)]
         reused = self.reused + len(needed) - len(missing)
-        if missing and (self.P.workers > 0 or self.P.scheduler or os.environ.get("LESIONLIB_SCHEDULER")):
-            from .dispatch import run_on_cluster
-
-            self.trained += run_on_cluster(self.P, missing, self.log)
+        if missing and self.executor is not None:
+            self.trained += self.executor(self.P, missing, self.log)
         elif missing:
             for i, spec in enumerate(missing, 1):
                 self.log(f"[{i}/{len(missing)}] {describe(spec)}")
@@ -552,9 +566,14 @@ def scored(result: dict, threshold: float = THRESHOLD) -> dict:
 
 
 def check_env(spec: dict, here: dict) -> None:
-    """Refuse to train a run specified for another environment (a Dask worker with other code or versions)."""
-    if spec.get("env", here) != here:
-        diff = {k: (spec["env"].get(k), here.get(k)) for k in here if spec["env"].get(k) != here.get(k)}
+    """Refuse to train a run specified for another environment (a Dask worker with other code or versions).
+
+    The thread count is not compared (the run sets the one its spec names), nor the GPU model of a spec made
+    on a client that could not see it."""
+    env = spec.get("env", here)
+    keys = set(here) - {"threads"} - ({"hardware"} if env.get("hardware") == "cuda-unknown" else set())
+    if any(env.get(k) != here.get(k) for k in keys):
+        diff = {k: (env.get(k), here.get(k)) for k in sorted(keys) if env.get(k) != here.get(k)}
         raise RuntimeError(f"run {spec_key(spec)} was specified for another environment than this process's "
                            f"(spec vs here: {diff}); install the same lesionlib and libraries on every worker, "
                            "and set `device` in the profile when client and workers have different devices")

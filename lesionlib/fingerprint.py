@@ -114,10 +114,13 @@ def library_versions() -> dict:
     return out
 
 
-def run_env(device_type: str, precision: str) -> dict:
-    """The environment part of a model specification: code, libraries, device type and precision."""
-    return {"code": training_code(), "libraries": library_versions(), "device": device_type,
-            "precision": precision}
+def run_env(device_type: str, precision: str, hardware: str | None = None, threads: int | None = None) -> dict:
+    """The environment part of a model specification: code, libraries, device type and precision, and where
+    given the hardware (CPU instruction set or GPU model: they pick other kernels) and the CPU thread count
+    (reductions split over other thread counts round differently, so a run is not bit-identical across them)."""
+    env = {"code": training_code(), "libraries": library_versions(), "device": device_type, "precision": precision}
+    env.update({k: v for k, v in (("hardware", hardware), ("threads", threads)) if v is not None})
+    return env
 
 
 _FILE_HASHES: dict = {}

@@ -66,6 +66,7 @@ class Profile:
     lidc_table_patients: int | None
     cache_dir: str | None
     device: str
+    threads: int | None
     workers: int
     scheduler: str | None
 
@@ -154,6 +155,8 @@ class Profile:
                  "must be an integer >= 30 for natural-crops")
             need(isinstance(self.generic_epochs, int) and self.generic_epochs >= 1, "generic_epochs",
                  "must be an integer >= 1 for natural-crops")
+        need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads",
+             f"must be null or an integer >= 1 (torch threads of each CPU training run), got {self.threads!r}")
         need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
              f"must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {self.device!r}")
         from .data.lung import CANDIDATE_RULES

@@ -8,7 +8,8 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
-from lesionlib.cache import RunCache, spec_key
+from lesionlib.cache import RunCache
+from lesionlib.dispatch import runner_for
 from lesionlib.experiment import Runner, fig1_specs, unique_runs
 
 from test_experiment import tiny_profile
@@ -19,7 +20,7 @@ def test_runs_go_to_a_local_dask_cluster_and_land_in_the_cache(cache_dir, monkey
     P = replace(tiny_profile(cache_dir), workers=2)
     specs = fig1_specs(P, "brain_to_lung")
     lines = []
-    r = Runner(P, log=lines.append)
+    r = runner_for(P, log=lines.append)
     results = r.run_all(specs.values())
     assert r.trained == len(unique_runs(specs.values())) == 7
     assert any("dispatching 7 runs to Dask" in m for m in lines)
@@ -31,7 +32,7 @@ def test_runs_go_to_a_local_dask_cluster_and_land_in_the_cache(cache_dir, monkey
     here = Runner(replace(P, workers=0, cache_dir=str(cache_dir) + "-here"), log=lambda m: None)
     lesagn = ("High", "lesagn", 0)  # trained afresh in this process (G too): what the workers stored
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each of the 2 workers on 2 cores; other thread counts round differently
+    torch.set_num_threads(2)  # this process's own count differs from the workers'; the spec's `threads` decides
     try:
         assert here.run_all([specs[lesagn]])[0]["probs"] == results[list(specs).index(lesagn)]["probs"]
     finally:
@@ -41,9 +42,31 @@ def test_runs_go_to_a_local_dask_cluster_and_land_in_the_cache(cache_dir, monkey
     import shutil
     shutil.rmtree(cache.path(specs[("High", "lesaug", 0)]))
     lines.clear()
-    third = Runner(P, log=lines.append)
+    third = runner_for(P, log=lines.append)
     third.run_all(specs.values())
     assert third.trained == 1 and any("dispatching 1 runs" in m for m in lines)
+
+
+def test_a_local_cluster_gives_each_gpu_one_worker_that_sees_only_it():
+    from lesionlib.dispatch import worker_specs
+    cpu = worker_specs(2, gpus=0, cores=8)
+    assert len(cpu) == 2 and all(w["options"]["env"]["OMP_NUM_THREADS"] == "4" for w in cpu.values())
+    assert all("resources" not in w["options"] and "CUDA_VISIBLE_DEVICES" not in w["options"]["env"]
+               for w in cpu.values())
+    gpu = worker_specs(4, gpus=2, cores=16)  # more workers asked than GPUs: one per GPU, never two on one
+    assert [w["options"]["env"]["CUDA_VISIBLE_DEVICES"] for w in gpu.values()] == ["0", "1"]
+    assert all(w["options"]["resources"] == {"GPU": 1} and w["options"]["nthreads"] == 1 for w in gpu.values())
+
+
+def test_runs_on_cuda_ask_for_a_gpu_only_where_workers_declare_one():
+    from distributed import Client, LocalCluster
+    from lesionlib.dispatch import gpu_resources
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            Client(cl) as client:
+        assert gpu_resources(client) == {}  # a CPU cluster: asking for a GPU would hang the runs
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      resources={"GPU": 1}) as cl, Client(cl) as client:
+        assert gpu_resources(client) == {"GPU": 1}
 
 
 def test_a_bad_scheduler_address_gives_one_clear_error(cache_dir, monkeypatch):
@@ -51,7 +74,7 @@ def test_a_bad_scheduler_address_gives_one_clear_error(cache_dir, monkeypatch):
     monkeypatch.setattr("lesionlib.dispatch.CONNECT_TIMEOUT", "2s")  # the error, not the wait, is under test
     P = tiny_profile(cache_dir)
     with pytest.raises(RuntimeError, match="cannot reach the Dask scheduler 'tcp://127.0.0.1:9'"):
-        Runner(P, log=lambda m: None).run_all(fig1_specs(P, "brain_to_lung").values())
+        runner_for(P, log=lambda m: None).run_all(fig1_specs(P, "brain_to_lung").values())
 
 
 CHILD = """

@@ -49,6 +49,42 @@ def test_same_seed_same_model(tiny):
     assert torch.equal(a.state_dict["1.8.weight"], b.state_dict["1.8.weight"])
 
 
+def test_tensor_batches_are_the_batches_of_fastais_item_loader(tiny):
+    """Cutting batches from tensors changes nothing but speed: same shuffle, same batches, same transforms."""
+    import random
+    from fastai.data.load import DataLoader
+    from fastai.torch_core import TensorImage
+    from lesionlib.learner import TensorBatches, _after_batch, _tensors
+    x, y = _tensors(tiny.images, tiny.labels, 1, torch.device("cpu"))
+    items = [(TensorImage(x[i]), y[i]) for i in range(len(x))]
+    batches = []
+    for make in (lambda **kw: DataLoader(items, **kw), lambda **kw: TensorBatches(x, y, **kw)):
+        random.seed(5)
+        torch.manual_seed(5)
+        dl = make(bs=6, shuffle=True, drop_last=True, after_batch=_after_batch(True, CFG), device="cpu")
+        batches.append([b for _ in range(2) for b in dl])
+    assert len(batches[0]) == len(batches[1]) == 2 * (len(tiny) // 6)
+    for (xa, ya), (xb, yb) in zip(*batches):
+        assert type(xa) is type(xb) and xa.shape == xb.shape == (6, 3, 32, 32)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_runs_thread_count_not_the_processs_decides_its_bits(tiny):
+    """The thread count a run names is the one it trains with, whatever the process's own count (a notebook
+    with two threads, a Dask worker with one): the same spec gives the same model in both."""
+    from dataclasses import replace
+    cfg = replace(CFG, threads=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = learn(tiny, cfg, seed=4)
+        torch.set_num_threads(1)
+        b = learn(tiny, cfg, seed=4)
+    finally:
+        torch.set_num_threads(before)
+    assert a.history == b.history and torch.equal(a.state_dict["1.8.weight"], b.state_dict["1.8.weight"])
+
+
 def test_gradients_flow_through_every_layer_of_the_learner_that_trains(tiny, tiny_model):
     """The learner `learn` and `transfer` fit: every parameter trainable (none frozen), and one batch's loss
     reaches each with a finite, non-zero gradient."""
