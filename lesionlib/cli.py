@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
 
 def _grid(args) -> int:
@@ -62,21 +60,11 @@ def _data_prepare(args) -> int:
     return 0
 
 
-def _cache_root(arg) -> Path:
-    """--cache, else $LESIONLIB_CACHE, else the project's .cache/lesionlib (as Profile.cache_root without cache_dir)."""
-    from .profile import project_root
-
-    if arg:
-        return Path(arg).expanduser()
-    if os.environ.get("LESIONLIB_CACHE"):
-        return Path(os.environ["LESIONLIB_CACHE"]).expanduser()
-    return project_root() / ".cache" / "lesionlib"
-
-
 def _cache_check(args) -> int:
     from .cache import RunCache
+    from .profile import cache_root
 
-    cache = RunCache(_cache_root(args.cache))
+    cache = RunCache(cache_root(args.cache))
     bad = cache.check(load=args.weights)
     n = len(cache.entries())
     if not bad:

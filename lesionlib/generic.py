@@ -18,7 +18,7 @@ from skimage import color, data
 from skimage.transform import resize
 
 from .data.lesions import LesionSet
-from .learner import Model, TrainConfig, learn
+from .learner import Model
 
 GENERIC_NAMES = ("imagenet", "natural-crops")
 
@@ -31,7 +31,7 @@ class GenericWeightsError(RuntimeError):
     """Generic weights that cannot be found, downloaded or used."""
 
 
-def describe(name: str) -> str:
+def label(name: str) -> str:
     """One line for provenance boxes: which G a page used."""
     if name == "imagenet":
         return "ImageNet (torchvision DenseNet201_Weights.DEFAULT)"
@@ -146,8 +146,3 @@ def natural_crops(n: int, image_size: int, seed: int = 0) -> LesionSet:
     ids = np.array([f"natural-{seed}-{i:06d}" for i in range(n)])
     return LesionSet(np.stack(images).astype(np.float32), np.zeros((n, image_size, image_size), bool),
                      np.asarray(labels, dtype=np.int64), ids.copy(), ids, "natural", "natural-crops")
-
-
-def natural_crops_model(n: int, image_size: int, cfg: TrainConfig, seed: int = 0) -> Model:
-    """G = Learn(d_g) with d_g = natural crops: a photo-identification task with no lesions in it."""
-    return learn(natural_crops(n, image_size, seed), cfg, seed)

@@ -217,12 +217,18 @@ class Profile:
         return int(self.source_sizes[organ][name])
 
     def cache_root(self) -> Path:
-        """Run cache: `cache_dir`, else $LESIONLIB_CACHE, else `.cache/lesionlib` in the project."""
-        if self.cache_dir:
-            return Path(self.cache_dir).expanduser()
-        if os.environ.get("LESIONLIB_CACHE"):
-            return Path(os.environ["LESIONLIB_CACHE"]).expanduser()
-        return project_root() / ".cache" / "lesionlib"
+        """This profile's run cache (see `cache_root`)."""
+        return cache_root(self.cache_dir)
+
+
+def cache_root(explicit: str | None = None) -> Path:
+    """The run cache: `explicit` (a profile's `cache_dir`, `--cache`), else $LESIONLIB_CACHE, else the project's
+    `.cache/lesionlib`."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("LESIONLIB_CACHE"):
+        return Path(os.environ["LESIONLIB_CACHE"]).expanduser()
+    return project_root() / ".cache" / "lesionlib"
 
 
 def project_root(start=None) -> Path:

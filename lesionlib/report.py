@@ -124,7 +124,7 @@ def captioned(table: pd.DataFrame, caption: str, fmt: str | None = "{:.2f}"):
     return out.set_caption(caption).set_table_attributes('class="dataframe"')
 
 
-def hardware() -> str:
+def machine_line() -> str:
     """The machine the runs used, in one line."""
     if torch.cuda.is_available():
         return f"GPU {torch.cuda.get_device_name(0)} (torch {torch.__version__})"
@@ -138,13 +138,13 @@ def provenance(P: Profile, wall_seconds: float, runs_trained: int | None = None,
         "Profile": f"`{P.profile}`",
         "Data source": P.data_source + (" (offline generator, `lesionlib.data.phantom`)" if P.data_source == "phantom"
                                         else f" (`{P.data_dir}`)"),
-        "Generic weights G": generic.describe(P.generic),
+        "Generic weights G": generic.label(P.generic),
         "Seeds": ", ".join(map(str, P.seeds)) + (" (intervals over seeds)" if len(P.seeds) > 1 else
                                                  f" (intervals: {P.bootstrap} bootstrap resamples of the test set)"),
         "Image size": f"{P.image_size}×{P.image_size}",
         "Training": f"Adam lr {P.lr:g}, batch {P.batch_size}, ≤ {P.epochs} epochs, patience {P.patience}, "
                     f"validation share {P.valid_frac:g}",
-        "Hardware": hardware(),
+        "Hardware": machine_line(),
         "Wall time": f"{wall_seconds:.0f} s" + (
             f" ({runs_trained} runs trained now, {runs_reused} reused from the run cache)"
             if runs_trained is not None else ""),
@@ -239,6 +239,22 @@ def run_table(frame: pd.DataFrame, keys: list) -> pd.DataFrame:
     return out.round(3)
 
 
+def direction_label(direction: str) -> str:
+    """'brain_to_lung' -> 'brain → lung'."""
+    return direction.replace("_to_", " → ")
+
+
+def control_line(checks: pd.DataFrame, shared, arm: str, other: str) -> str:
+    """One comparison of the Controls page (`verdicts.control_verdicts`): the F2 and AUC differences of `arm`
+    minus `other` in condition `shared`, each with its 95 % interval and verdict badge."""
+    from .experiment import ARM_LABELS
+
+    match = checks.shared.apply(lambda c: c == shared) & (checks.comparison == f"{ARM_LABELS[arm]} − {ARM_LABELS[other]}")
+    row = checks[match].iloc[0]
+    return (f"F2 {row['F2 difference']:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}] {badge(row.verdict)}, "
+            f"AUC {row['AUC difference']:+.2f} [{row['AUC lo']:+.2f}, {row['AUC hi']:+.2f}] {badge(row['AUC verdict'])}")
+
+
 def evidence_lines(table: pd.DataFrame, outline: bool = False) -> str:
     """Each finding of a verdict table (`verdicts.our_verdicts` / `paper_verdicts`) with, per direction, its
     verdict badge and the numbers behind it, then its rule, as a Markdown list."""
@@ -246,7 +262,7 @@ def evidence_lines(table: pd.DataFrame, outline: bool = False) -> str:
     for claim, rows in table.groupby("claim", sort=False):
         out.append(f"- **{claim}**")
         for r in rows.itertuples():
-            where = r.direction.replace("_to_", " → ")
+            where = direction_label(r.direction)
             out.append(f"  - {where}: {badge(r.verdict, outline)} {r.evidence}")
         if "rule" in rows:
             out.append(f"  - *rule*: {rows['rule'].iloc[0]}")

@@ -1,4 +1,10 @@
+import sys
+from pathlib import Path
+
 import pytest
+
+# tools/ holds the browser check the tests share with people (python tools/browser_check.py _build/html)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
 
 @pytest.fixture(scope="session")

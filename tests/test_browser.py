@@ -1,5 +1,5 @@
 """The built book as a reader sees it: every page of the smoke book in headless Chromium at 1280 px
-(tests/browser_check.py says what is checked).
+(tools/browser_check.py says what is checked).
 
 Needs the `playwright` package (the `test` extra) and a Chromium (`apt-get install chromium`; `.ci/run`
 installs it); no browser is downloaded. Without them these tests FAIL. A developer may skip them by hand

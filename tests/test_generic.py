@@ -38,6 +38,6 @@ def test_old_torchvision_key_names_are_renamed():
 
 
 def test_describe_names_every_kind_of_G():
-    assert "ImageNet" in generic.describe("imagenet")
-    assert "offline stand-in" in generic.describe("natural-crops")
-    assert "my.pt" in generic.describe("my.pt")
+    assert "ImageNet" in generic.label("imagenet")
+    assert "offline stand-in" in generic.label("natural-crops")
+    assert "my.pt" in generic.label("my.pt")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lesionlib.cache import PARTIAL, RunCache, spec_key
-from lesionlib.cli import _cache_root, main
+from lesionlib.cli import main
 from lesionlib.data import build_lesions, draw_test, nested_sample, patient_folds, patient_split
 from lesionlib.learner import TrainConfig, learn, predict
 from lesionlib.metrics import scores
@@ -107,13 +107,15 @@ def test_cli_cache_check_summary_listing_and_fix(cache_dir, capsys):
     assert "1 runs, all sound" in capsys.readouterr().out
 
 
-def test_cli_cache_root_defaults_like_the_profile(monkeypatch, tmp_path):
+def test_cli_cache_root_defaults_like_the_profile(monkeypatch, tmp_path, capsys):
     from lesionlib.profile import load_profile, project_root
     monkeypatch.setenv("LESIONLIB_CACHE", str(tmp_path / "env"))
-    assert _cache_root(None) == tmp_path / "env" == load_profile("smoke").cache_root()
-    assert _cache_root(str(tmp_path / "x")) == tmp_path / "x"
+    assert load_profile("smoke").cache_root() == tmp_path / "env"
+    assert main(["cache", "check"]) == 0 and capsys.readouterr().out.startswith(f"{tmp_path / 'env'}:")
+    assert main(["cache", "check", "--cache", str(tmp_path / "x")]) == 0  # --cache wins over the environment
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'x'}:")
     monkeypatch.delenv("LESIONLIB_CACHE")
-    assert _cache_root(None) == project_root() / ".cache" / "lesionlib" == load_profile("smoke").cache_root()
+    assert load_profile("smoke").cache_root() == project_root() / ".cache" / "lesionlib"
 
 
 # --------------------------------------------------------------------------------- determinism

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+from browser_check import CHROMIUM_ARGS, INSTALL_HINT, find_chromium  # tools/ is this script's folder
 
 
 def shoot(html: Path, out: Path, pages: list[str], width: int = 1280, height: int = 800) -> list[Path]:
@@ -20,7 +19,10 @@ def shoot(html: Path, out: Path, pages: list[str], width: int = 1280, height: in
     out.mkdir(parents=True, exist_ok=True)
     done = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        executable = find_chromium()
+        if executable is None:
+            raise SystemExit("no Chromium executable found; " + INSTALL_HINT)
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": width, "height": height})
         for name in pages:
             page.goto((html / f"{name}.html").resolve().as_uri())

@@ -17,7 +17,7 @@ fetch nothing, so nothing that file:// forbids (fetch/XHR across files) is neede
 scheme (a CDN's MathJax, thebe) are aborted, so the check is the same with or without a network; the
 browser's "Failed to load resource" console lines for those are not defects.
 
-Used by tests/test_browser.py; also runnable by hand: `python tests/browser_check.py _build/html`.
+Used by tests/test_browser.py and tools/screenshots.py; also runnable by hand: `python tools/browser_check.py _build/html`.
 """
 from __future__ import annotations
 
