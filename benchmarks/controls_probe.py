@@ -14,7 +14,8 @@ import pandas as pd
 
 from lesionlib import verdicts
 from lesionlib.dispatch import runner_for
-from lesionlib.experiment import KEY_NAMES, Runner, control_profile, controls_specs, data_spec, results_frame
+from lesionlib.experiment import KEY_NAMES, control_profile, controls_specs, data_spec
+from lesionlib.runner import Runner, results_frame
 from lesionlib.profile import load_profile
 
 P = load_profile(str(Path(__file__).with_name("controls-gpu.yaml")))

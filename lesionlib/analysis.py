@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .experiment import FIGURES, KEY_NAMES, Runner, results_frame
+from .experiment import FIGURES, KEY_NAMES
+from .runner import Runner, results_frame
 from .metrics import f2_from_rp
 from .profile import SIZE_NAMES
 

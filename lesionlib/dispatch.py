@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import asdict
 
 from .cache import spec_key
-from .experiment import Runner, describe, trained_parent, unique_runs
+from .experiment import describe, trained_parent, unique_runs
+from .runner import Runner
 from .profile import Profile
 
 ENV = "LESIONLIB_SCHEDULER"

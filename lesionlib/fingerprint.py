@@ -33,13 +33,13 @@ TRAINING_CODE = (
     "lesionlib.data.phantom",
     "lesionlib.data.registry",
     "lesionlib.data.splits",
-    "lesionlib.experiment:Runner.dataset",
-    "lesionlib.experiment:Runner.training_set",
-    "lesionlib.experiment:Runner.test_set",
-    "lesionlib.experiment:Runner.config",
-    "lesionlib.experiment:Runner.model",
-    "lesionlib.experiment:Runner._train",
-    "lesionlib.experiment:Runner._train_generic",
+    "lesionlib.runner:Runner.dataset",
+    "lesionlib.runner:Runner.training_set",
+    "lesionlib.runner:Runner.test_set",
+    "lesionlib.runner:Runner.config",
+    "lesionlib.runner:Runner.model",
+    "lesionlib.runner:Runner._train",
+    "lesionlib.runner:Runner._train_generic",
 )
 # Distributions whose version can change a trained model (kernels, initialisers, resampling, generators).
 LIBRARIES = ("torch", "torchvision", "fastai", "numpy", "scipy", "scikit-image")

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 
 from .fingerprint import library_versions, package_code
-from .profile import DIRECTIONS, load_params, profile_path, project_root
+from .profile import DIRECTIONS, Profile, load_params, profile_path, project_root
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,10 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
     """
     root = project_root()
     output = Path(output) if output else root
-    params = load_params(profile)  # validates before any work starts
+    params = load_params(profile)  # validates before any work starts: parameters, then every sample on the data
+    from .experiment import check_samples  # (torch: not for `lesionlib grid --help`)
+
+    check_samples(Profile.from_mapping(params))
     name = Path(profile_path(profile)).stem
     stage = output / "_build" / "stage" / name
     known = {p.section for p in GRID}

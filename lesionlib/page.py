@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from .dispatch import runner_for
-from .experiment import Runner
+from .experiment import check_samples
+from .runner import Runner
 from .profile import Profile
 
 
 def setup(ns: dict) -> tuple[Profile, Runner]:
     """The page's profile, from its papermill parameters (validated before any work), and the Runner of its
     runs, training what is missing where the profile says (this kernel, or Dask workers)."""
-    P = Profile.from_namespace(ns)
+    P = check_samples(Profile.from_namespace(ns))  # the grid's samples too: nothing fails mid-page for lack of data
     return P, runner_for(P)

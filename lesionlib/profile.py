@@ -193,17 +193,6 @@ class Profile:
                     need((Path(self.data_dir).expanduser() / o / "index.csv").is_file(), "data_dir",
                          f"must hold {o}/index.csv (a prepared {o} set): run `lesionlib data prepare --source {o} "
                          f"--out {self.data_dir} ...` first")
-        self._validate_samples()
-
-    def _validate_samples(self) -> None:
-        """Draw every sample of the grid on the data's labels and patients: each gets its asked size."""
-        from .data.store import PreparedSetError
-        from .experiment import check_samples
-
-        try:
-            check_samples(self)
-        except PreparedSetError as err:
-            raise ProfileError(f"profile {self.profile!r}: parameter 'data_dir': {err}") from None
 
     # --- derived views --------------------------------------------------------------------
 

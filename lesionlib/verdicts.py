@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from . import reference
-from .experiment import ARM_LABELS, THRESHOLD
+from .experiment import ARM_LABELS
+from .runner import THRESHOLD
 from .metrics import seed_interval
 from .profile import DIRECTIONS, SIZE_NAMES
 

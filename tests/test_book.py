@@ -1,6 +1,4 @@
 """The book's machinery: papermill on a params file, the grid, and a strict Jupyter Book build."""
-import json
-import sys
 
 import nbformat
 import pytest

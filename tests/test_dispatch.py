@@ -10,7 +10,8 @@ import torch
 
 from lesionlib.cache import RunCache
 from lesionlib.dispatch import runner_for
-from lesionlib.experiment import Runner, fig1_specs, unique_runs
+from lesionlib.experiment import fig1_specs, unique_runs
+from lesionlib.runner import Runner
 
 from test_experiment import tiny_profile
 
@@ -79,7 +80,7 @@ def test_a_bad_scheduler_address_gives_one_clear_error(cache_dir, monkeypatch):
 
 CHILD = """
 import json, sys
-from lesionlib.experiment import Runner
+from lesionlib.runner import Runner
 from lesionlib.profile import Profile
 P = Profile.from_mapping(json.loads(sys.argv[1]))
 spec = json.loads(sys.argv[2])

@@ -4,8 +4,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lesionlib.cache import RunCache, spec_key
-from lesionlib.experiment import Runner, arm_spec, fig1_specs, results_frame, trained_parent, unique_runs
+from lesionlib.cache import spec_key
+from lesionlib.experiment import arm_spec, check_samples, fig1_specs, trained_parent, unique_runs
+from lesionlib.runner import Runner, results_frame
 from lesionlib.metrics import recall_precision
 from lesionlib.profile import Profile, ProfileError, load_params, load_profile
 from lesionlib.report import arm_table, side_by_side
@@ -106,7 +107,7 @@ def test_bad_profile_parameters_name_the_parameter():
     with pytest.raises(ProfileError, match="'target_sizes' must decrease"):
         Profile.from_mapping(dict(good, target_sizes={"High": 10, "VLow": 20}))
     with pytest.raises(ProfileError, match=r"'target_sizes'.*48 lung training lesions.*10 .*phantom_pool.lung"):
-        Profile.from_mapping(dict(good, phantom_pool={"brain": 50, "lung": 50}))
+        check_samples(Profile.from_mapping(dict(good, phantom_pool={"brain": 50, "lung": 50})))
     with pytest.raises(ProfileError, match="'phantom_pool' must give a positive integer"):
         Profile.from_mapping(dict(good, phantom_pool={"brain": 50}))
     with pytest.raises(ProfileError, match="'generic' must be one of"):
@@ -186,8 +187,8 @@ def test_prepared_data_must_hold_the_test_set_and_the_largest_training_size(tmp_
         save_lesions(build_lesions("phantom", organ, n=n, image_size=16, slice_size=48), tmp_path / organ)
     with pytest.raises(ProfileError, match=r"'target_sizes': target lung n=48 .*asked for 48 lung training lesions "
                                            r"but only 20 are there after the test set"):
-        Profile.from_mapping(base)
-    assert Profile.from_mapping(dict(base, test_size=10)).data_source == "prepared"
+        check_samples(Profile.from_mapping(base))
+    assert check_samples(Profile.from_mapping(dict(base, test_size=10))).data_source == "prepared"
 
 
 def test_control_arms_start_where_they_should(cache_dir):

@@ -2,12 +2,12 @@
 import shutil
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from lesionlib import fingerprint
 from lesionlib.cache import RunCache, spec_key
-from lesionlib.experiment import Runner, arm_spec, check_env, data_spec, env_spec, scored
+from lesionlib.experiment import arm_spec, data_spec, env_spec
+from lesionlib.runner import Runner, check_env, scored
 from lesionlib.fingerprint import code_fingerprint, training_sources
 
 from test_experiment import tiny_profile
@@ -26,9 +26,9 @@ def test_a_comment_keeps_the_training_fingerprint_and_a_learner_change_does_not(
     assert changed != learner and code_fingerprint({**src, "lesionlib.learner": changed}) != base
     config = src["lesionlib.config"]
     assert code_fingerprint({**src, "lesionlib.config": config.replace("lr: float = 1e-4", "lr: float = 2e-4")}) != base
-    train = src["lesionlib.experiment:Runner._train"]
+    train = src["lesionlib.runner:Runner._train"]
     assert "probs = predict(" in train  # the Runner's training method is part of it too
-    assert code_fingerprint({**src, "lesionlib.experiment:Runner._train":
+    assert code_fingerprint({**src, "lesionlib.runner:Runner._train":
                              train.replace("probs = predict(", "probs = 1 - predict(")}) != base
 
 

@@ -5,7 +5,7 @@ import torch
 
 from lesionlib.data import build_lesions
 from lesionlib.generic import GenericWeightsError, file_model, natural_crops
-from lesionlib.learner import Model, TrainConfig, augmentations, learn, predict, shift_mat, transfer, vflip_mat
+from lesionlib.learner import TrainConfig, augmentations, learn, predict, shift_mat, transfer, vflip_mat
 
 CFG = TrainConfig(epochs=1, patience=1, batch_size=8, valid_frac=0.25, device="cpu")
 

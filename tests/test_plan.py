@@ -1,7 +1,6 @@
 """The `paper` profile on prepared sets of the real data's sizes: it validates, and every sample of its
 whole grid gets exactly the size it asks for (drawn on labels and patients alone, nothing trained)."""
 import json
-from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -10,7 +9,7 @@ import yaml
 
 from lesionlib.data.splits import _patient_order, patient_split
 from lesionlib.data.lesions import LesionIndex
-from lesionlib.experiment import sample_plan
+from lesionlib.experiment import check_samples, sample_plan
 from lesionlib.profile import Profile, ProfileError, profile_path
 
 
@@ -51,7 +50,7 @@ def _real_sizes(root):
 def _paper(data_dir, **changes) -> Profile:
     values = yaml.safe_load(profile_path("paper").read_text())
     values.update(data_dir=str(data_dir), device="cpu", **changes)
-    return Profile.from_mapping(values)
+    return check_samples(Profile.from_mapping(values))  # as the grid and every page do before any work
 
 
 def test_paper_profile_on_the_real_sizes_gives_every_sample_its_asked_size(tmp_path):

@@ -147,7 +147,8 @@ def test_same_seed_gives_identical_predictions_other_seed_differs(one_thread):
 # Shared by the killed child process and the test: the smoke profile on a given cache, three cheap specs.
 SETUP = """
 import dataclasses
-from lesionlib.experiment import Runner, fig1_specs
+from lesionlib.experiment import fig1_specs
+from lesionlib.runner import Runner
 from lesionlib.profile import load_profile
 P = dataclasses.replace(load_profile("smoke"), cache_dir=CACHE)
 cheap = [s for s in fig1_specs(P, "brain_to_lung").values() if s["init"] is None or s["init"]["role"] == "generic"]
