@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesionlib import verdicts
+from lesionlib import comparisons
 from lesionlib.dispatch import runner_for
 from lesionlib.experiment import KEY_NAMES, control_profile, controls_specs, data_spec
 from lesionlib.runner import Runner, results_frame
@@ -46,7 +46,7 @@ def main(direction: str) -> None:
         print(f"shared = {cond}")
         fr = results_frame(sub, res, KEY_NAMES["controls"])
         print(fr.groupby("arm")[["f2", "auc", "recall", "precision", "epochs", "seconds"]].mean().round(3), flush=True)
-        for row in verdicts.compare_controls(verdicts.condition_cells(sub, res, cond), 1000):
+        for row in comparisons.compare_controls(comparisons.condition_cells(sub, res, cond), 1000):
             print(f"  shared={cond} {row['comparison']}: F2 {row['F2 difference']:+.3f} [{row['lo']:+.3f}, "
                   f"{row['hi']:+.3f}] {row['verdict']}; AUC {row['AUC difference']:+.3f} [{row['AUC lo']:+.3f}, "
                   f"{row['AUC hi']:+.3f}] {row['AUC verdict']}", flush=True)

@@ -23,12 +23,12 @@ def _notebooks(args) -> int:
 
 
 def _data_fetch(args) -> int:
-    from .data import brain
+    from .data import brain_fetch
 
     def progress(name, done, total):
         print(f"\r{name}: {done / 1e6:.0f} / {total / 1e6:.0f} MB", end="", file=sys.stderr, flush=True)
 
-    out = brain.fetch(args.dir, progress=progress)
+    out = brain_fetch.fetch(args.dir, progress=progress)
     print(f"\nbrain tumour dataset ready in {out}", file=sys.stderr)
     return 0
 

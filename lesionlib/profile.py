@@ -159,7 +159,7 @@ class Profile:
              f"must be null or an integer >= 1 (torch threads of each CPU training run), got {self.threads!r}")
         need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
              f"must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {self.device!r}")
-        from .data.lung import CANDIDATE_RULES
+        from .data.lung_nodules import CANDIDATE_RULES
 
         need(self.lung_rule in CANDIDATE_RULES, "lung_rule", f"must be one of {list(CANDIDATE_RULES)}, got {self.lung_rule!r}")
         need(self.lidc_table_patients is None or (isinstance(self.lidc_table_patients, int) and

@@ -245,7 +245,7 @@ def direction_label(direction: str) -> str:
 
 
 def control_line(checks: pd.DataFrame, shared, arm: str, other: str) -> str:
-    """One comparison of the Controls page (`verdicts.control_verdicts`): the F2 and AUC differences of `arm`
+    """One comparison of the Controls page (`comparisons.control_verdicts`): the F2 and AUC differences of `arm`
     minus `other` in condition `shared`, each with its 95 % interval and verdict badge."""
     from .experiment import ARM_LABELS
 

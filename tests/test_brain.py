@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from lesionlib.fixtures.brain import SLICES, blob_slice, write_cheng_mat, write_folder, write_v5_mat
 
-from lesionlib.data.brain import (EXPECTED, BrainDataError, BrainFile, binary_label, brain_lesions,
-                                  check_expected, fetch, mat_files, read_mat, summary)
+from lesionlib.data.brain import (EXPECTED, BrainDataError, binary_label, brain_lesions, check_expected, mat_files,
+                                  read_mat, summary)
+from lesionlib.data.brain_fetch import BrainFile, fetch
 
 
 def _asymmetric(h=512, w=512):

