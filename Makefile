@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup book test unit nbval notebooks clean bench publish
+.PHONY: setup book test unit nbval notebooks clean bench bench-gpu publish
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,14 @@ notebooks: $(STAMP)
 clean:
 	rm -rf _build
 
-## Throughput, compute limit, data preparation and paper-on-H100 benchmarks (about 3 min; see benchmarks/README.md).
+## Throughput, compute limit, data preparation, paper-on-H100 and per-run cost benchmarks (about 4 min; see benchmarks/README.md).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python -m benchmarks
+
+## GPU benchmark (about 8 min on one H100/H200): images/s against a plain and a CUDA-graphed loop, per-run costs,
+## a paper-size Fig 1 grid and the whole paper grid projected from it (see benchmarks/README.md).
+bench-gpu: $(STAMP)
+	$(BIN)/python -m benchmarks.gpu
 
 ## Push the built book (_build/html) to the gh-pages branch by hand (.github/workflows/book.yml publishes on a push to main).
 publish:

@@ -1,0 +1,1 @@
+"""lesionlib's benchmarks: `python -m benchmarks` (see benchmarks/README.md)."""

@@ -1,0 +1,36 @@
+"""Section 4: the wall time of the quick book, read from `_build/stage/quick/timings.json` (nothing is run)."""
+import json
+from pathlib import Path
+
+from .common import fmt, log, table
+
+
+def book_timings(path: Path) -> dict | None:
+    """Per-page seconds of the quick book (each page's last execution, plus the HTML build), or None
+    when no complete quick book has been timed here (see lesionlib.grid._record_timings)."""
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    if not rec.get("complete"):
+        log(f"    {path}: not every page of the quick book has a timing yet; run `make book`")
+        return None
+    return {**{k: float(v) for k, v in rec["pages"].items()}, "total": float(rec["book_total"])}
+
+
+def measure(a, R: dict, ctx: dict) -> None:
+    """Section 4: the timings of --timings, into R['quick_book'] (minutes: NaN when there are none)."""
+    log("4/5 quick book timings")
+    tm = book_timings(a.timings)
+    book_min = tm["total"] / 60 if tm and "total" in tm else float("nan")
+    R["quick_book"] = {"path": str(a.timings), "timings_s": tm, "minutes": book_min}
+
+
+def report(R: dict, a) -> list[str]:
+    """Section 4 of the printed report."""
+    qb = R["quick_book"]
+    out = ["", "4. Quick book (lesionlib grid --profile quick)"]
+    if qb["timings_s"]:
+        out.append(table([(k, fmt(v / 60, "min", 2), f"{v:.0f} s") for k, v in qb["timings_s"].items()]))
+    else:
+        out.append(f"  {qb['path']} is missing: run `make book` (lesionlib grid --profile quick) to produce it")
+    return out
