@@ -390,12 +390,17 @@ def describe(spec: dict) -> str:
     return f"{spec['role']} {s['data']['organ']} n={s['n']}{fold} seed={spec['seed']} from {start}"
 
 
+def trained_here(spec: dict) -> bool:
+    """Whether lesionlib trains the model `spec` names (not ImageNet or a weights file, not weight statistics)."""
+    return spec["role"] not in ("weight-stats",) and not (spec["role"] == "generic" and spec["name"] != "natural-crops")
+
+
 def unique_runs(specs) -> list:
     """Every distinct run needed by `specs`, parents included (each counted once)."""
     seen: dict = {}
 
     def walk(s):  # parents before children, so the list is also an order to train in
-        if s is None or (s["role"] == "generic" and s["name"] != "natural-crops"):
+        if s is None or (s["role"] == "generic" and not trained_here(s)):
             return
         if s["role"] == "weight-stats":  # derived from its model when needed, never trained or stored
             return walk(s["of"])

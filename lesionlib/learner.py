@@ -49,6 +49,8 @@ class Model:
     arch: str = ARCH
     history: list = field(default_factory=list)  # valid loss before training (epoch 0) and after each epoch
     fit_info: dict = field(default_factory=dict)  # seconds, epochs run, best epoch, sizes, device
+    net: torch.nn.Module | None = field(default=None, repr=False, compare=False)  # the trained network itself,
+    # while it is at hand (not stored): `predict` then evaluates it instead of rebuilding it from `state_dict`
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -293,7 +295,7 @@ def _fit_here(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, val
             "steps": int(learner.train_iter), "steps_per_epoch": len(dls.train),  # gradient updates: the budget
             "n_valid": len(valid), "images_per_s": (epochs_run * len(train)) / seconds if seconds else math.nan,
             "device": str(resolve_device(cfg.device))}
-    return Model(state, n_out=n_out, history=history, fit_info=info)
+    return Model(state, n_out=n_out, history=history, fit_info=info, net=learner.model)
 
 
 def learn(d: LesionSet, cfg: TrainConfig = TrainConfig(), seed: int = 0, valid: LesionSet | None = None) -> Model:
@@ -320,7 +322,7 @@ def _predict_here(x, m: Model, cfg: TrainConfig) -> np.ndarray:
     if images.ndim == 2:
         images = images[None]
     device = resolve_device(cfg.device)
-    model = loaded_model(m, device)
+    model = m.net.eval() if m.net is not None else loaded_model(m, device)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in imagenet_stats)
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
     out = []

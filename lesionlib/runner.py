@@ -19,7 +19,8 @@ from .cache import RunCache, spec_key
 from .data import PreparedSetError, build_lesions, load_lesions, save_lesions
 from .data.lesions import LesionSet
 from .data.splits import permuted_labels, sample_indices
-from .experiment import _source_params, describe, env_spec, prepared_sha256, trained_parent, unique_runs
+from .experiment import (_source_params, describe, env_spec, prepared_sha256, trained_here, trained_parent,
+                         unique_runs)
 from .fingerprint import training_code
 from .learner import Model, TrainConfig, learn, moment_matched, predict, transfer
 from .metrics import bootstrap_interval, degenerate, scores
@@ -126,8 +127,9 @@ class Runner:
             self.reused += 1
             return self.result(spec)
         check_env(spec, env_spec(self.P))
-        if trained_parent(spec) is not None:
-            self.model(trained_parent(spec))  # parents first, outside this run's lock
+        parent = trained_parent(spec)
+        if parent is not None and trained_here(parent):
+            self.ensure(parent)  # parents first, outside this run's lock; its weights are loaded once, in _train
         with run_lock(self.cache, spec_key(spec)):
             if self.cache.has(spec):  # another process finished it while we waited
                 self.reused += 1
