@@ -137,6 +137,9 @@ def stage_book(stage: Path, root: Path) -> list:
 
     (stage / "book").mkdir(parents=True, exist_ok=True)
     shutil.copy2(root / "_config.yml", stage / "_config.yml")
+    for old in (stage / "book").glob("*.md"):  # a text page since removed or made a notebook (intro.md ->
+        if not (root / "book" / old.name).exists():  # intro.ipynb) would clash with, or outlive, its source
+            old.unlink()
     for md in (root / "book").glob("*.md"):
         shutil.copy2(md, stage / "book" / md.name)
     if (root / "_static").is_dir():  # the book's CSS (Jupyter Book adds every .css in it)

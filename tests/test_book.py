@@ -120,7 +120,9 @@ def test_pages_run_per_direction_become_one_chapter_each_with_the_direction_in_t
         nb = nbformat.read(ROOT / "book/fig1.ipynb", 4)
         _title_direction(nb, d)
         nbformat.write(nb, stage / fig1.staged(d))
+    (stage / "book/intro.md").write_text("# An introduction since made a notebook\n")  # staged by an older book
     left_out = stage_book(stage, ROOT)
+    assert not (stage / "book/intro.md").exists() and (stage / "book/notation.md").is_file()
     toc = yaml.safe_load((stage / "_toc.yml").read_text())
     results = next(p for p in toc["parts"] if p["caption"] == "Results")
     assert results["chapters"] == [{"file": "book/fig1_brain_to_lung"}, {"file": "book/fig1_lung_to_brain"}]
