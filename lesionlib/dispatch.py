@@ -63,12 +63,15 @@ def worker_specs(workers: int, gpus: int = 0, cores: int | None = None) -> dict:
 
     n = min(workers, gpus) if gpus else workers
     threads = str(max(1, (cores or os.cpu_count() or 1) // n))
+    # this process may itself see a subset of the GPUs: worker i gets the i-th of those
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or \
+        [str(i) for i in range(gpus)]
     specs = {}
     for i in range(n):
         env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         options = {"nthreads": 1, "env": env}
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(i)
+            env["CUDA_VISIBLE_DEVICES"] = visible[i]
             options["resources"] = {"GPU": 1}
         specs[f"lesionlib-{i}"] = {"cls": Nanny, "options": options}
     return specs

@@ -48,8 +48,9 @@ def test_runs_go_to_a_local_dask_cluster_and_land_in_the_cache(cache_dir, monkey
     assert third.trained == 1 and any("dispatching 1 runs" in m for m in lines)
 
 
-def test_a_local_cluster_gives_each_gpu_one_worker_that_sees_only_it():
+def test_a_local_cluster_gives_each_gpu_one_worker_that_sees_only_it(monkeypatch):
     from lesionlib.dispatch import worker_specs
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     cpu = worker_specs(2, gpus=0, cores=8)
     assert len(cpu) == 2 and all(w["options"]["env"]["OMP_NUM_THREADS"] == "4" for w in cpu.values())
     assert all("resources" not in w["options"] and "CUDA_VISIBLE_DEVICES" not in w["options"]["env"]
@@ -57,6 +58,8 @@ def test_a_local_cluster_gives_each_gpu_one_worker_that_sees_only_it():
     gpu = worker_specs(4, gpus=2, cores=16)  # more workers asked than GPUs: one per GPU, never two on one
     assert [w["options"]["env"]["CUDA_VISIBLE_DEVICES"] for w in gpu.values()] == ["0", "1"]
     assert all(w["options"]["resources"] == {"GPU": 1} and w["options"]["nthreads"] == 1 for w in gpu.values())
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")  # this process sees two of the machine's GPUs
+    assert [w["options"]["env"]["CUDA_VISIBLE_DEVICES"] for w in worker_specs(2, gpus=2).values()] == ["2", "5"]
 
 
 def test_runs_on_cuda_ask_for_a_gpu_only_where_workers_declare_one():
