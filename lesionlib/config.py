@@ -2,7 +2,13 @@
 command line can use it without loading the deep-learning stack."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+
+
+def cores_per(n: int) -> int:
+    """This machine's cores shared among `n` processes that compute side by side (at least 1 each)."""
+    return max(1, (os.cpu_count() or 1) // max(1, n))
 
 
 @dataclass(frozen=True)

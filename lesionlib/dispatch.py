@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 
 from .cache import spec_key
+from .config import cores_per
 from .experiment import describe, trained_parent, unique_runs
 from .runner import Runner
 from .profile import Profile
@@ -62,7 +63,7 @@ def worker_specs(workers: int, gpus: int = 0, cores: int | None = None) -> dict:
     from distributed import Nanny
 
     n = min(workers, gpus) if gpus else workers
-    threads = str(max(1, (cores or os.cpu_count() or 1) // n))
+    threads = str(max(1, cores // n) if cores else cores_per(n))
     # this process may itself see a subset of the GPUs: worker i gets the i-th of those
     visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or \
         [str(i) for i in range(gpus)]

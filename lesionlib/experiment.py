@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import spec_key
+from .config import cores_per
 from .data.lesions import LesionIndex
 from .data.registry import lesion_index
 from .data.splits import SplitError, sample_indices
@@ -109,7 +110,7 @@ def training_threads(P: Profile) -> int:
     if P.threads:
         return int(P.threads)
     if P.workers and not (P.scheduler or os.environ.get("LESIONLIB_SCHEDULER")):
-        return max(1, (os.cpu_count() or 1) // P.workers)
+        return cores_per(P.workers)
     return torch.get_num_threads()
 
 

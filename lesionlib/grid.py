@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 
+from .config import cores_per
 from .fingerprint import library_versions, package_code
 from .profile import DIRECTIONS, Profile, load_params, profile_path, project_root
 
@@ -208,7 +209,7 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
     if parallel > 1 and len(pages) > 1:
         # Kernels that train side by side share the cores: without a thread budget each takes them all and
         # OpenMP's spinning threads slow both tenfold. Each kernel inherits this environment.
-        threads = str(max(1, (os.cpu_count() or 1) // parallel))
+        threads = str(cores_per(parallel))
         budget = {k: threads for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k not in os.environ}
         os.environ.update(budget)
         try:
