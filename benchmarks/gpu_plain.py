@@ -2,7 +2,8 @@
 (A B C C B A ...) in one process:
 
 * A -- lesionlib: `dataloaders` + `make_learner` + fastai `fit` of one epoch on a phantom set, as
-  `learner._fit` runs it (`set_seed(reproducible=True)`: deterministic cuDNN; fp16 mixed precision on CUDA);
+  `learner._fit` runs it (`set_seed(reproducible=True)`: deterministic cuDNN; on a bf16 GPU the step in a CUDA
+  graph, `TrainStep`);
   steady batches timed by the throughput section's `BatchClock`, with a device sync at both edges.
 * B -- a plain eager PyTorch loop on random tensors already on the device: bf16 autocast where the GPU
   has bf16, else fp16 with a GradScaler (fp32 on a CPU); `Adam(fused=True)`; channels-last.
@@ -147,7 +148,7 @@ def edge_sync(warmup: int, sync):
     class EdgeSync(Callback):
         """Device sync at the edges of the timed batches."""
 
-        order = 99  # before BatchClock (100) stamps the batch's end
+        order = -7  # before BatchClock (-6) stamps the batch's end
 
         def after_batch(self):
             """Sync after batch warmup-1 and the epoch's last batch."""
@@ -155,6 +156,13 @@ def edge_sync(warmup: int, sync):
                 sync()
 
     return EdgeSync()
+
+
+def lesionlib_precision(device: torch.device) -> str:
+    """How lesionlib trains on `device` (`learner.precision`: bf16 in a CUDA graph, fp16 or fp32)."""
+    from lesionlib.learner import precision
+
+    return precision(device)
 
 
 def lesionlib_learner(ds, bs: int, device: torch.device):
@@ -217,7 +225,7 @@ def interleaved_rates(ds, device: torch.device, bs: int, size: int, warmup: int,
     return {**out, "order": order, "image_size": size, "batch_size": bs, "warmup_batches": warmup,
             "timed_batches": timed, "ratio_lesionlib_to_graphed": lib / ref if ref else None,
             "ratio_lesionlib_to_eager": lib / out["eager"]["images_per_s"], "target_ratio": 0.8,
-            "precision": {"lesionlib": "fp16-mixed" if device.type == "cuda" else "fp32",
+            "precision": {"lesionlib": lesionlib_precision(device),
                           "plain": str(dtype).replace("torch.", "") if dtype else "fp32"},
             "cudnn": {"lesionlib": {"deterministic": det[0], "benchmark": det[1]},
                       "plain": {"deterministic": False, "benchmark": True}}, "notes": notes}

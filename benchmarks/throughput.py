@@ -25,7 +25,9 @@ from .common import cpu_snapshot, fmt, log, others_share, table  # noqa: E402
 class BatchClock(Callback):
     """Time stamps of each training batch's phases; validation is skipped (not part of throughput)."""
 
-    order = 100  # after every other callback's before_batch (ChannelsLast, autocast)
+    # Before lesionlib's TrainStep (-5), which runs a training step itself and skips fastai's step events: its
+    # batches get two stamps (start, end), fastai's own loop six.
+    order = -6
 
     def before_fit(self):
         """Start with no stamps."""
@@ -84,11 +86,14 @@ def steady_stats(clocks: list, bs: int, warmup: int) -> dict:
         rows += r
         span += r[-1][0][-1] - r[0][1]  # from the end of the last warm-up batch to the end of the epoch
     per_batch = [cur[-1] - prev for cur, prev in rows]  # previous batch's end -> this batch's end
-    phases = {"data": [cur[0] - prev for cur, prev in rows],
-              "forward+loss": [cur[2] - cur[0] for cur, _ in rows],
-              "backward": [cur[3] - cur[2] for cur, _ in rows],
-              "optimizer": [cur[4] - cur[3] for cur, _ in rows],
-              "other": [cur[5] - cur[4] for cur, _ in rows]}
+    phases = {"data": [cur[0] - prev for cur, prev in rows]}
+    if all(len(cur) == 6 for cur, _ in rows):  # fastai's step events fired
+        phases.update({"forward+loss": [cur[2] - cur[0] for cur, _ in rows],
+                       "backward": [cur[3] - cur[2] for cur, _ in rows],
+                       "optimizer": [cur[4] - cur[3] for cur, _ in rows],
+                       "other": [cur[5] - cur[4] for cur, _ in rows]})
+    else:  # lesionlib's TrainStep: one step, no events inside it
+        phases["step"] = [cur[-1] - cur[0] for cur, _ in rows]
     by_epoch = [bs * len(c.stamps[warmup:]) / (c.stamps[-1][0][-1] - c.stamps[warmup][1]) for c in clocks]
     return {"images_per_s": statistics.median(by_epoch), "images_per_s_pooled": bs * len(rows) / span,
             "images_per_s_median": bs / statistics.median(per_batch), "images_per_s_by_epoch": by_epoch,

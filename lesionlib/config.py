@@ -1,14 +1,33 @@
 """How Learn and Transfer fit a model: `TrainConfig`, in a module without torch, so that profiles and the
-command line can use it without loading the deep-learning stack."""
+command line can use it without loading the deep-learning stack; and the process settings a fit runs under."""
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 
 def cores_per(n: int) -> int:
     """This machine's cores shared among `n` processes that compute side by side (at least 1 each)."""
     return max(1, (os.cpu_count() or 1) // max(1, n))
+
+
+@lru_cache(maxsize=1)
+def steady_heap() -> bool:
+    """Keep a training step's buffers in glibc's heap (mmap threshold 32 MiB, trim threshold 64 MiB), once per process.
+
+    Dask's nanny starts its workers with MALLOC_TRIM_THRESHOLD_=65536, and any such setting also pins glibc's
+    mmap threshold at 128 KiB: every activation of every step was then a fresh mapping whose pages fault in
+    again (a third of a quick-profile worker's CPU time went to the kernel). The values are glibc's own
+    adaptive ones at their ceiling. No effect on results; False where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 64 << 20))
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ def env_spec(P: Profile) -> dict:
     """The environment a model of this profile is trained in (see `lesionlib.fingerprint`)."""
     device = resolve_device(P.device)
     threads = training_threads(P) if device.type == "cpu" else None  # GPU kernels do not use them
-    return run_env(device.type, precision(device.type), hardware(device), threads)
+    return run_env(device.type, precision(device), hardware(device), threads)
 
 
 def training_threads(P: Profile) -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 TRAINING_CODE = (
     "lesionlib.config",
     "lesionlib.learner",
+    "lesionlib.trainstep",
     "lesionlib.generic",
     "lesionlib.data.lesions",
     "lesionlib.data.prep",

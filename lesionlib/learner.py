@@ -9,11 +9,12 @@ DenseNet-201 (a body and a fresh head with `n_out` outputs) and θ is its state 
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, wraps
 
 import numpy as np
 import torch
@@ -33,9 +34,10 @@ from fasttransform import Pipeline, Transform
 from fastai.data.transforms import Normalize
 from torchvision.models import densenet201
 
-from .config import TrainConfig
+from .config import TrainConfig, steady_heap
 from .data.lesions import LesionSet
 from .data.splits import patient_split
+from .trainstep import TrainStep
 
 ARCH = "densenet201"
 
@@ -81,9 +83,37 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def precision(device_type: str) -> str:
-    """The numeric precision of training on a device type: mixed fp16 on CUDA, fp32 elsewhere."""
-    return "fp16-mixed" if device_type == "cuda" else "fp32"
+def with_run_threads(f):
+    """Run `f` with its `cfg` argument's torch thread count (`torch_threads(cfg.threads)`)."""
+    sig = inspect.signature(f)
+
+    @wraps(f)
+    def in_threads(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        with torch_threads(bound.arguments["cfg"].threads):
+            return f(*args, **kwargs)
+    return in_threads
+
+
+GRAPHED = "bf16-mixed+cuda-graph"
+
+
+def precision(device: torch.device) -> str:
+    """How training computes on `device`: bf16 autocast with the step in a CUDA graph on a GPU with native bf16,
+    fp16 autocast with a gradient scaler (fastai's loop, no graph) on an older GPU, fp32 on a CPU.
+
+    A client that cannot see the GPU it specifies runs for says 'unknown' (its workers know)."""
+    if device.type != "cuda":
+        return "fp32"
+    if not torch.cuda.is_available():
+        return "unknown"
+    return GRAPHED if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16-mixed"
+
+
+def amp_dtype(prec: str) -> torch.dtype | None:
+    """The autocast type of a `precision` (None: fp32, no autocast)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec[:4])
 
 
 class GrayToRGB(Transform):
@@ -157,31 +187,39 @@ def dataloaders(train: LesionSet, valid: LesionSet, cfg: TrainConfig, n_out: int
     device = resolve_device(cfg.device)
     dl_train = TensorBatches(*_tensors(train.images, train.labels, n_out, device), bs=cfg.batch_size, shuffle=True,
                              drop_last=len(train) > cfg.batch_size, after_batch=_after_batch(True, cfg), device=device)
-    dl_valid = TensorBatches(*_tensors(valid.images, valid.labels, n_out, device), bs=cfg.batch_size, shuffle=False,
+    dl_valid = TensorBatches(*_tensors(valid.images, valid.labels, n_out, device), bs=max(cfg.batch_size, EVAL_BATCH),
+                             shuffle=False,
                              after_batch=_after_batch(False, cfg), device=device)
     return DataLoaders(dl_train, dl_valid, device=device)
 
 
-def keras_adam(params, lr=1e-4):
+def keras_adam(params, lr=1e-4, capturable=False):
     """Adam with Keras' defaults (beta1 0.9, beta2 0.999, eps 1e-7, no weight decay), as the paper used.
 
     torch's fused kernel (CPU and CUDA) through fastai's `OptimWrapper`: one kernel per step where fastai's
     own Adam launches several per tensor (on DenseNet-201's ~600 tensors, 0.13 s of a 0.7 s CPU step).
+    `capturable` keeps its step count on the GPU, so that a CUDA graph can hold the step.
     """
     return OptimWrapper(params, opt=torch.optim.Adam, lr=lr, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0,
-                        fused=True)
+                        fused=True, capturable=capturable)
 
 
 def make_learner(dls: DataLoaders, n_out: int = 1):
     """fastai `vision_learner` over torchvision's DenseNet-201, random weights, every layer trainable.
 
-    On CUDA it trains in mixed precision (fastai's `to_fp16`); everywhere in channels-last format.
+    Channels-last format everywhere (fastai's `ChannelsLast`). Training steps go through `TrainStep`: in
+    a CUDA graph under bf16 on a GPU with bf16, eagerly in fp32 on a CPU. An fp16 GPU keeps fastai's own
+    loop with `to_fp16` (its gradient scaler checks for overflow on the CPU: no graph).
     """
+    prec = precision(torch.device(dls.device) if dls.device is not None else torch.device("cpu"))
     loss = BCEWithLogitsLossFlat() if n_out == 1 else CrossEntropyLossFlat()
-    learner = vision_learner(dls, densenet201, n_out=n_out, pretrained=False, loss_func=loss, opt_func=keras_adam,
-                             cbs=[ChannelsLast()])  # fastai's: the model in channels-last format (faster convs)
+    cbs = [ChannelsLast()] + ([] if prec == "fp16-mixed" else [TrainStep(amp_dtype(prec), capture=prec == GRAPHED)])
+    learner = vision_learner(dls, densenet201, n_out=n_out, pretrained=False, loss_func=loss,
+                             opt_func=partial(keras_adam, capturable=prec == GRAPHED), cbs=cbs)
     learner.unfreeze()
-    if dls.device is not None and precision(torch.device(dls.device).type) == "fp16-mixed":
+    if prec == GRAPHED:
+        learner.to_bf16()  # the validation passes (TrainStep autocasts the training steps itself)
+    elif prec == "fp16-mixed":
         learner.to_fp16()
     return learner
 
@@ -254,17 +292,13 @@ class KeepBestWeights(TrackerCallback):
             self.model.load_state_dict(self.best_state)
 
 
+@with_run_threads
 def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: LesionSet | None = None) -> Model:
     """Fit on `d` from `init` (None: random weights), early-stopping on `valid`, keep the best epoch.
 
     Without `valid`, a `valid_frac` share of `d` is held out by patient for early stopping.
     """
-    with torch_threads(cfg.threads):
-        return _fit_here(d, init, cfg, seed, valid)
-
-
-def _fit_here(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: LesionSet | None) -> Model:
-    """`_fit` with the thread count already set."""
+    steady_heap()
     set_seed(seed, reproducible=True)
     n_out = 1 if d.n_classes == 2 else d.n_classes
     if valid is None:
@@ -309,15 +343,10 @@ def transfer(d: LesionSet, m: Model, cfg: TrainConfig = TrainConfig(), seed: int
     return _fit(d, m, cfg, seed, valid)
 
 
+@with_run_threads
 @torch.no_grad()
 def predict(x, m: Model, cfg: TrainConfig = TrainConfig()) -> np.ndarray:
     """Predict(x | m): malignancy probabilities (n_out = 1) or class probabilities, one row per lesion."""
-    with torch_threads(cfg.threads):
-        return _predict_here(x, m, cfg)
-
-
-def _predict_here(x, m: Model, cfg: TrainConfig) -> np.ndarray:
-    """`predict` with the thread count already set."""
     images = x.images if isinstance(x, LesionSet) else np.asarray(x)
     if images.ndim == 2:
         images = images[None]
@@ -326,8 +355,9 @@ def _predict_here(x, m: Model, cfg: TrainConfig) -> np.ndarray:
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in imagenet_stats)
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
     out = []
-    with torch.inference_mode(), torch.autocast(device.type, torch.float16, enabled=device.type == "cuda"):
-        for xb in x_all.split(PREDICT_BATCH):
+    dtype = amp_dtype(precision(device))
+    with torch.inference_mode(), torch.autocast(device.type, dtype or torch.float32, enabled=dtype is not None):
+        for xb in x_all.split(EVAL_BATCH):
             xb = ((xb.to(device).expand(-1, 3, -1, -1) - mean) / std).contiguous(memory_format=torch.channels_last)
             logits = model(xb).float()
             out.append(torch.sigmoid(logits) if m.n_out == 1 else torch.softmax(logits, dim=1))
@@ -335,7 +365,7 @@ def _predict_here(x, m: Model, cfg: TrainConfig) -> np.ndarray:
     return probs.view(-1).numpy() if m.n_out == 1 else probs.numpy()
 
 
-PREDICT_BATCH = 256  # evaluation keeps no activations for backward: large batches, fewer kernel launches
+EVAL_BATCH = 256  # validation and predict keep no activations for backward: large batches, fewer launches
 
 
 def loaded_model(m: Model, device: torch.device):

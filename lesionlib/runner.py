@@ -206,10 +206,11 @@ def scored(result: dict, threshold: float = THRESHOLD) -> dict:
 def check_env(spec: dict, here: dict) -> None:
     """Refuse to train a run specified for another environment (a Dask worker with other code or versions).
 
-    The thread count is not compared (the run sets the one its spec names), nor the GPU model of a spec made
-    on a client that could not see it."""
+    The thread count is not compared (the run sets the one its spec names), nor the GPU model and precision
+    of a spec made on a client that could not see the GPU."""
     env = spec.get("env", here)
-    keys = set(here) - {"threads"} - ({"hardware"} if env.get("hardware") == "cuda-unknown" else set())
+    unseen = {"hardware", "precision"} if env.get("hardware") == "cuda-unknown" else set()
+    keys = set(here) - {"threads"} - unseen
     if any(env.get(k) != here.get(k) for k in keys):
         diff = {k: (env.get(k), here.get(k)) for k in sorted(keys) if env.get(k) != here.get(k)}
         raise RuntimeError(f"run {spec_key(spec)} was specified for another environment than this process's "

@@ -102,3 +102,27 @@ def test_two_processes_asking_for_one_run_at_once_train_it_once(cache_dir):
     trained = [int(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
     assert sorted(trained) == [0, 1]  # one trained it, the other waited on the lock and reused it
     assert RunCache(cache_dir).has(spec) and len(list((cache_dir / "runs").iterdir())) == 1
+
+
+def test_training_buffers_stay_in_the_heap_under_dasks_malloc_setting():
+    """Dask's nanny gives its workers MALLOC_TRIM_THRESHOLD_=65536, which pins glibc's mmap threshold low: a
+    1 MiB buffer freed and allocated again then faults in all its pages each time. `steady_heap` (called by
+    every fit) keeps such buffers in the heap."""
+    code = """
+import resource, sys
+import numpy as np
+from lesionlib.config import steady_heap
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(200):
+        np.ones(1 << 18, dtype=np.float32).sum()  # 1 MiB, allocated and freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+pinned = faults()
+print(steady_heap(), pinned, faults())
+"""
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    ok, pinned, steady = out.split()
+    if ok != "True":
+        pytest.skip("not glibc: nothing to set")
+    assert int(pinned) > 200 * 100 and int(steady) < int(pinned) / 20, out

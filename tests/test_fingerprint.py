@@ -34,6 +34,7 @@ def test_a_comment_keeps_the_training_fingerprint_and_a_learner_change_does_not(
 
 def test_the_run_key_holds_code_libraries_device_precision_hardware_and_threads(cache_dir):
     import torch
+    from lesionlib import learner
     P = tiny_profile(cache_dir)
     spec = arm_spec(P, "lesaug", "brain_to_lung", 8, 16, 0)
     env = spec["env"]
@@ -42,7 +43,8 @@ def test_the_run_key_holds_code_libraries_device_precision_hardware_and_threads(
     assert {"torch", "fastai", "numpy"} <= set(env["libraries"])
     assert spec["init"]["env"] == env  # the source model it starts from carries it too
     on_cuda = arm_spec(replace(P, device="cuda"), "lesaug", "brain_to_lung", 8, 16, 0)
-    assert on_cuda["env"]["precision"] == "fp16-mixed" and spec_key(on_cuda) != spec_key(spec)
+    expected = learner.precision(torch.device("cuda"))  # 'unknown' on a client without the GPU
+    assert on_cuda["env"]["precision"] == expected != "fp32" and spec_key(on_cuda) != spec_key(spec)
     assert "threads" not in on_cuda["env"]  # GPU kernels do not split over CPU threads
     two = arm_spec(replace(P, threads=2), "lesaug", "brain_to_lung", 8, 16, 0)
     assert two["env"]["threads"] == 2 and spec_key(two) != spec_key(spec)
@@ -56,9 +58,10 @@ def test_a_run_trains_with_the_thread_count_its_spec_names(cache_dir, monkeypatc
     runner = Runner(P, RunCache(cache_dir))
     assert runner.config(spec).threads == 1
     seen = []
-    monkeypatch.setattr(learner, "_fit_here", lambda *a: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(learner, "set_seed", lambda *a, **k: seen.append(torch.get_num_threads()) or 1 / 0)
     before = torch.get_num_threads()
-    learner.learn(None, runner.config(spec))
+    with pytest.raises(ZeroDivisionError):  # the fit's first step records the count, then stops it
+        learner.learn(None, runner.config(spec))
     assert seen == [1] and torch.get_num_threads() == before  # set for the run, restored after
     worker = replace(P, threads=None, workers=0)  # a worker whose own count differs still trains the spec's
     check_env(spec, env_spec(worker))

@@ -75,7 +75,7 @@ def test_no_new_cycle_through_function_level_imports():
 LEAVES = {"lesionlib", "lesionlib._quiet", "lesionlib.config", "lesionlib.fingerprint", "lesionlib.sphinxext"}
 LAYERS = [
     {"data", "fixtures"},  # and every module below them
-    {"learner", "generic", "metrics", "cache"},
+    {"learner", "trainstep", "generic", "metrics", "cache"},
     {"profile"},
     {"experiment"},
     {"runner"},
