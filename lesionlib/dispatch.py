@@ -26,22 +26,16 @@ from .cache import spec_key
 from .config import cores_per
 from .experiment import describe, trained_parent, unique_runs
 from .runner import Runner
-from .profile import Profile
+from .profile import SCHEDULER_ENV as ENV, Profile
 
-ENV = "LESIONLIB_SCHEDULER"
 CONNECT_TIMEOUT = "30s"  # how long a client keeps trying to reach a scheduler before the clear error below
 _RUNNERS: dict = {}  # one Runner per profile in each worker, so data sets are loaded once per worker
-
-
-def scheduler_address(P: Profile) -> str | None:
-    """The scheduler the runs go to: $LESIONLIB_SCHEDULER, else the profile's `scheduler`, else None."""
-    return os.environ.get(ENV) or P.scheduler or None
 
 
 def executor_for(P: Profile):
     """Where a Runner of `P` trains missing runs: `run_on_cluster` when the profile asks for workers or a
     scheduler is named, else None (the Runner's own process)."""
-    return run_on_cluster if P.workers > 0 or scheduler_address(P) else None
+    return run_on_cluster if P.workers > 0 or P.scheduler_address() else None
 
 
 def runner_for(P: Profile, **kwargs) -> Runner:
@@ -97,7 +91,7 @@ def client_for(P: Profile):
     """A Dask client on the profile's scheduler, or on a LocalCluster started (and closed) here."""
     from distributed import Client
 
-    address = scheduler_address(P)
+    address = P.scheduler_address()
     if address:
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT)

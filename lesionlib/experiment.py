@@ -24,7 +24,6 @@ its source model or G changes, and each source model is trained once and reused 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,7 +108,7 @@ def training_threads(P: Profile) -> int:
 
     if P.threads:
         return int(P.threads)
-    if P.workers and not (P.scheduler or os.environ.get("LESIONLIB_SCHEDULER")):
+    if P.workers and not P.scheduler_address():
         return cores_per(P.workers)
     return torch.get_num_threads()
 

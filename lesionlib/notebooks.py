@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from .profile import project_root
+from .profile import SCHEDULER_ENV, project_root
 
 
 def refresh(paths=None, timeout: int = 1200) -> None:
@@ -25,7 +25,7 @@ def refresh(paths=None, timeout: int = 1200) -> None:
     root = project_root()
     with tempfile.TemporaryDirectory(prefix="lesionlib-refresh-cache-") as cache, \
             mock.patch.dict(os.environ, {"LESIONLIB_CACHE": cache}):  # restored afterwards, whatever happens
-        os.environ.pop("LESIONLIB_SCHEDULER", None)
+        os.environ.pop(SCHEDULER_ENV, None)
         _refresh([Path(p) for p in paths] if paths else sorted((root / "book").glob("*.ipynb")), timeout)
 
 

@@ -209,6 +209,13 @@ class Profile:
         """This profile's run cache (see `cache_root`)."""
         return cache_root(self.cache_dir)
 
+    def scheduler_address(self) -> str | None:
+        """The Dask scheduler the runs go to: $LESIONLIB_SCHEDULER, else `scheduler`, else None (none named)."""
+        return os.environ.get(SCHEDULER_ENV) or self.scheduler or None
+
+
+SCHEDULER_ENV = "LESIONLIB_SCHEDULER"  # a Dask scheduler's address, for every kernel and worker of a grid
+
 
 def cache_root(explicit: str | None = None) -> Path:
     """The run cache: `explicit` (a profile's `cache_dir`, `--cache`), else $LESIONLIB_CACHE, else the project's

@@ -43,10 +43,14 @@ class TrainStep(Callback):
         self.hypers = self._rates()
 
     def before_batch(self):
-        """Take over a training batch: copy it into the static tensors, step, and skip fastai's own step."""
-        if not self.training or not len(self.yb):
+        """Take over a training batch: copy it into the static tensors, step, and skip fastai's own step.
+
+        Inputs go to the network as plain tensors, validation batches too: fastai's TensorImage would route
+        each of DenseNet-201's ~700 operations of a forward pass through its Python type dispatch."""
+        xb, yb = self.xb[0].as_subclass(torch.Tensor), self.yb[0] if len(self.yb) else None
+        if not self.training or yb is None:
+            self.learn.xb = (xb, *self.xb[1:])
             return
-        xb, yb = self.xb[0], self.yb[0]
         if self.static is None:
             self.static = (xb.clone(), yb.clone())
         elif xb.shape != self.static[0].shape or yb.shape != self.static[1].shape:

@@ -106,6 +106,10 @@ def test_bad_profile_parameters_name_the_parameter():
         Profile.from_mapping(dict(good, epoch=3))
     with pytest.raises(ProfileError, match="'target_sizes' must decrease"):
         Profile.from_mapping(dict(good, target_sizes={"High": 10, "VLow": 20}))
+    for bad in (0, 1.5, "2"):
+        with pytest.raises(ProfileError, match=r"'threads' must be null or an integer >= 1 .*got " + repr(bad)):
+            Profile.from_mapping(dict(good, threads=bad))
+    assert Profile.from_mapping(dict(good, threads=None)).threads is None
     with pytest.raises(ProfileError, match=r"'target_sizes'.*48 lung training lesions.*10 .*phantom_pool.lung"):
         check_samples(Profile.from_mapping(dict(good, phantom_pool={"brain": 50, "lung": 50})))
     with pytest.raises(ProfileError, match="'phantom_pool' must give a positive integer"):
