@@ -93,9 +93,10 @@ def main(argv=None) -> int:
     g.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the HTML")
     g.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
     g.add_argument("--output", help="where _build/stage and _build/html go (default: the project folder)")
-    g.add_argument("--parallel", type=int, default=1, metavar="N",
+    g.add_argument("--parallel", type=int, default=None, metavar="N",
                    help="execute up to N pages at once (each in its own kernel with cores/N OpenMP threads; summary "
-                        "pages last); each run still trains with its profile's `threads`")
+                        "pages last); each run still trains with its profile's `threads`. Default: 2 when Dask "
+                        "workers train the runs (the profile's `workers` or a scheduler), else 1")
     g.set_defaults(func=_grid)
     n = sub.add_parser("notebooks", help="re-execute book/*.ipynb in place with their smoke defaults (for nbval)")
     n.add_argument("paths", nargs="*")

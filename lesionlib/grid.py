@@ -21,7 +21,7 @@ import nbformat
 
 from .config import cores_per
 from .fingerprint import library_versions, package_code
-from .profile import DIRECTIONS, Profile, load_params, profile_path, project_root
+from .profile import DIRECTIONS, SCHEDULER_ENV, Profile, load_params, profile_path, project_root
 
 
 @dataclass(frozen=True)
@@ -248,12 +248,23 @@ def shared_cluster(params: dict):
             os.environ.pop(ENV, None)
 
 
+def pages_at_once(params: dict, parallel: int | None = None) -> int:
+    """How many pages execute at once: `parallel`, else 2 when Dask workers train the runs, else 1.
+
+    With workers a page's kernel mostly waits for them; a second page keeps them busy while the first starts
+    its kernel, bootstraps its intervals and draws its figures (the quick book: 9 % of the cores sat idle)."""
+    if parallel:
+        return int(parallel)
+    return 2 if params.get("workers") or params.get("scheduler") or os.environ.get(SCHEDULER_ENV) else 1
+
+
 def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False,
-             output=None, parallel: int = 1) -> dict:
+             output=None, parallel: int | None = None) -> dict:
     """Execute the notebook grid of `profile` (optionally a subset), then build the book.
 
     Staged notebooks go to `<output>/_build/stage/<profile>/`, the HTML to `<output>/_build/html`
-    (`output` defaults to the project root); `parallel` pages execute at once (see `_execute`).
+    (`output` defaults to the project root); `parallel` pages execute at once (None: `pages_at_once`; see
+    `_execute`).
     """
     root = project_root()
     output = Path(output) if output else root
@@ -280,7 +291,7 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
     t_all = time.perf_counter()
     try:
         with shared_cluster(params):
-            _execute(jobs, stage, root, params, name, force, timings, parallel)
+            _execute(jobs, stage, root, params, name, force, timings, pages_at_once(params, parallel))
     except BaseException:
         _record_timings(stage, timings, jobs)  # the pages that did finish keep their times
         raise

@@ -188,8 +188,7 @@ def dataloaders(train: LesionSet, valid: LesionSet, cfg: TrainConfig, n_out: int
     dl_train = TensorBatches(*_tensors(train.images, train.labels, n_out, device), bs=cfg.batch_size, shuffle=True,
                              drop_last=len(train) > cfg.batch_size, after_batch=_after_batch(True, cfg), device=device)
     dl_valid = TensorBatches(*_tensors(valid.images, valid.labels, n_out, device), bs=max(cfg.batch_size, EVAL_BATCH),
-                             shuffle=False,
-                             after_batch=_after_batch(False, cfg), device=device)
+                             shuffle=False, after_batch=_after_batch(False, cfg), device=device)
     return DataLoaders(dl_train, dl_valid, device=device)
 
 

@@ -131,6 +131,16 @@ def test_pages_run_per_direction_become_one_chapter_each_with_the_direction_in_t
     assert title.startswith("# Fig 1 (lung → brain): ")
 
 
+def test_pages_run_two_at_once_by_default_only_where_dask_workers_train(monkeypatch):
+    from lesionlib.grid import pages_at_once
+    from lesionlib.profile import profile_values
+    monkeypatch.delenv("LESIONLIB_SCHEDULER", raising=False)
+    assert pages_at_once(profile_values("quick")) == 2 and pages_at_once(profile_values("quick"), 3) == 3
+    assert pages_at_once(profile_values("smoke")) == 1 == pages_at_once(profile_values("paper"))  # they train here
+    monkeypatch.setenv("LESIONLIB_SCHEDULER", "tcp://head:8786")
+    assert pages_at_once(profile_values("paper")) == 2
+
+
 def test_parallel_pages_run_side_by_side_and_summary_pages_wait_for_all(tmp_path, monkeypatch):
     """`run_grid(parallel=2)`: two pages at a time in GRID order; Conclusions, Intro and the appendix (they
     read every other page's runs) start only after the last other page finished. A failed page fails the grid."""
