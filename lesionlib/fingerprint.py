@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import inspect
 import textwrap
+import threading
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -57,10 +58,16 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+# CPython 3.11's parser is not safe in two threads at once ("SystemError: AST constructor recursion depth
+# mismatch", seen when `lesionlib grid` fingerprinted two pages side by side): one parse at a time.
+_PARSE = threading.Lock()
+
+
 def normalised(source: str) -> str:
     """The syntax tree of `source` without comments, docstrings or layout, as text."""
-    tree = _strip_docstrings(ast.parse(textwrap.dedent(source)))
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+    with _PARSE:
+        tree = _strip_docstrings(ast.parse(textwrap.dedent(source)))
+        return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
 def code_fingerprint(sources: dict) -> str:

@@ -117,3 +117,19 @@ def test_page_fingerprints_follow_the_library(monkeypatch, tmp_path):
     # and the package fingerprint itself ignores comments
     pkg = fingerprint.package_sources()
     assert code_fingerprint({**pkg, "cli.py": pkg["cli.py"] + "\n# trailing comment\n"}) == code_fingerprint(pkg)
+
+
+def test_code_is_parsed_one_thread_at_a_time():
+    """`lesionlib grid --parallel` fingerprints pages in threads; CPython 3.11's parser failed there with
+    "AST constructor recursion depth mismatch". A second parse waits for the first."""
+    import threading
+    fingerprint._PARSE.acquire()
+    try:
+        t = threading.Thread(target=fingerprint.normalised, args=("x = 1",))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive()  # waiting for the lock
+    finally:
+        fingerprint._PARSE.release()
+    t.join(5)
+    assert not t.is_alive()
