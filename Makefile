@@ -21,7 +21,7 @@ book: $(STAMP)
 
 ## All tests: unit tests, then nbval over the book's notebooks (smoke outputs).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests book/*.ipynb --nbval-lax -p no:cacheprovider
+	$(BIN)/python -m pytest tests book/*.ipynb --nbval-lax -p no:cacheprovider --durations=15
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider

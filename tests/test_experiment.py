@@ -140,9 +140,11 @@ def test_figure_grids_share_runs_and_count_as_the_paper_describes(cache_dir):
     P = replace(load_profile("quick"), cache_dir=str(cache_dir))
     d = "brain_to_lung"
     f1, f2, f3, f4, f5 = (FIGURES[f](P, d) for f in ("fig1", "fig2", "fig3", "fig4", "fig5"))
-    assert len(f1) == 4 * 4 and len(f2) == 4 * 4 and len(f3) == P.cv_folds * 4 and len(f4) == 16 and len(f5) == 4
-    # Fig 2: Base and LesAgn do not depend on the source size -> one run each for all rows
-    assert len({spec_key(s) for (row, arm, _), s in f2.items() if arm in ("base", "lesagn")}) == 2
+    S = len(P.seeds)
+    assert S == 3 and len(f1) == 4 * 4 * S and len(f2) == 4 * 4 * S and len(f3) == P.cv_folds * 4 * S
+    assert len(f4) == 16 * S and len(f5) == 4 * S
+    # Fig 2: Base and LesAgn do not depend on the source size -> one run each for all rows (of a seed)
+    assert len({spec_key(s) for (row, arm, _), s in f2.items() if arm in ("base", "lesagn")}) == 2 * S
     # the High rows of Fig 1 and Fig 2 are the same runs; Fig 4's cells include both
     assert spec_key(f1[("High", "lesaug", 0)]) == spec_key(f2[("High", "lesaug", 0)]) == spec_key(f4[("High", "High", 0)])
     assert spec_key(f5[("lesaug", 0)]) == spec_key(f1[("VLow", "lesaug", 0)])
@@ -152,11 +154,12 @@ def test_figure_grids_share_runs_and_count_as_the_paper_describes(cache_dir):
     # per direction and seed: 8 source models (4 sizes x {from G, from scratch}) + 16 + 6 + 9 + 20 targets
     figs = ("fig1", "fig2", "fig3", "fig4", "fig5")
     allruns = unique_runs([s for specs in grid_specs(P, (d,), figs).values() for s in specs.values()])
-    assert len(allruns) == 1 + 8 + 16 + 6 + 9 + 4 * P.cv_folds
+    assert len(allruns) == 1 + S * (8 + 16 + 6 + 9 + 4 * P.cv_folds)
     # the Controls page: per condition and seed, 6 arms and 2 source models (LesAug's, LesShuf's); at the
-    # figures' own data and seed 0, Base, LesAgn, LesAug and its source are Fig 5's runs
+    # figures' own data and a seed the figures have too, Base, LesAgn, LesAug and its source are Fig 5's runs
     withctl = unique_runs([s for specs in grid_specs(P, (d,)).values() for s in specs.values()])
-    assert len(withctl) - len(allruns) == len(P.control_shared) * len(P.control_seeds) * 8 - 4
+    shared_seeds = len(set(P.seeds) & set(P.control_seeds))
+    assert len(withctl) - len(allruns) == len(P.control_shared) * len(P.control_seeds) * 8 - 4 * shared_seeds
     order = [spec_key(s) for s in withctl]  # parents come before the runs that start from them
     for i, s in enumerate(withctl):
         if trained_parent(s) is not None:
