@@ -158,13 +158,6 @@ def edge_sync(warmup: int, sync):
     return EdgeSync()
 
 
-def lesionlib_precision(device: torch.device) -> str:
-    """How lesionlib trains on `device` (`learner.precision`: bf16 in a CUDA graph, fp16 or fp32)."""
-    from lesionlib.learner import precision
-
-    return precision(device)
-
-
 def lesionlib_learner(ds, bs: int, device: torch.device):
     """lesionlib's learner on `ds` (its length a multiple of `bs`) on `device`, 8 crops as its (skipped)
     validation set; seeded as `_fit` seeds a run (which makes cuDNN deterministic)."""
@@ -194,6 +187,8 @@ def interleaved_rates(ds, device: torch.device, bs: int, size: int, warmup: int,
     """Part a: images/s of lesionlib (A), the eager loop (B) and the graphed loop (C) in interleaved rounds.
 
     `ds` holds (warmup + timed) * bs phantom crops at `size`. C is left out off CUDA or without bf16."""
+    from lesionlib.learner import precision  # how lesionlib trains on this device (quietly imported, as fastai)
+
     sync, notes = device_sync(device), []
     batches = random_batches(device, 4, bs, size)
     A = lesionlib_learner(ds, bs, device)
@@ -225,7 +220,7 @@ def interleaved_rates(ds, device: torch.device, bs: int, size: int, warmup: int,
     return {**out, "order": order, "image_size": size, "batch_size": bs, "warmup_batches": warmup,
             "timed_batches": timed, "ratio_lesionlib_to_graphed": lib / ref if ref else None,
             "ratio_lesionlib_to_eager": lib / out["eager"]["images_per_s"], "target_ratio": 0.8,
-            "precision": {"lesionlib": lesionlib_precision(device),
+            "precision": {"lesionlib": precision(device),
                           "plain": str(dtype).replace("torch.", "") if dtype else "fp32"},
             "cudnn": {"lesionlib": {"deterministic": det[0], "benchmark": det[1]},
                       "plain": {"deterministic": False, "benchmark": True}}, "notes": notes}

@@ -26,7 +26,7 @@ from .cache import spec_key
 from .config import cores_per
 from .experiment import describe, trained_parent, unique_runs
 from .runner import Runner
-from .profile import SCHEDULER_ENV as ENV, Profile
+from .profile import SCHEDULER_ENV, Profile
 
 CONNECT_TIMEOUT = "30s"  # how long a client keeps trying to reach a scheduler before the clear error below
 _RUNNERS: dict = {}  # one Runner per profile in each worker, so data sets are loaded once per worker
@@ -96,7 +96,7 @@ def client_for(P: Profile):
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT)
         except OSError as err:
-            raise RuntimeError(f"cannot reach the Dask scheduler {address!r} (from ${ENV} or the profile's "
+            raise RuntimeError(f"cannot reach the Dask scheduler {address!r} (from ${SCHEDULER_ENV} or the profile's "
                                f"'scheduler'): {err}. Start one with `dask scheduler`, or unset it to run locally") from err
         with client:
             yield client

@@ -21,7 +21,8 @@ import nbformat
 
 from .config import cores_per
 from .fingerprint import library_versions, package_code
-from .profile import DIRECTIONS, SCHEDULER_ENV, Profile, load_params, profile_path, project_root
+from .profile import (DIRECTIONS, SCHEDULER_ENV, Profile, load_params, profile_path, project_root,
+                      scheduler_address)
 
 
 @dataclass(frozen=True)
@@ -234,18 +235,18 @@ def shared_cluster(params: dict):
     Its address goes to the notebooks' kernels through $LESIONLIB_SCHEDULER, so worker processes (and
     the data sets they loaded) stay warm from page to page.
     """
-    from .dispatch import ENV, local_cluster
+    from .dispatch import local_cluster
 
-    if not params.get("workers") or params.get("scheduler") or os.environ.get(ENV):
+    if not params.get("workers") or scheduler_address(params.get("scheduler")):
         yield
         return
     with local_cluster(params["workers"]) as cluster:
-        os.environ[ENV] = cluster.scheduler_address
+        os.environ[SCHEDULER_ENV] = cluster.scheduler_address
         _log(f"Dask: {params['workers']} local workers at {cluster.scheduler_address}")
         try:
             yield
         finally:
-            os.environ.pop(ENV, None)
+            os.environ.pop(SCHEDULER_ENV, None)
 
 
 def pages_at_once(params: dict, parallel: int | None = None) -> int:
@@ -255,7 +256,7 @@ def pages_at_once(params: dict, parallel: int | None = None) -> int:
     its kernel, bootstraps its intervals and draws its figures (the quick book: 9 % of the cores sat idle)."""
     if parallel:
         return int(parallel)
-    return 2 if params.get("workers") or params.get("scheduler") or os.environ.get(SCHEDULER_ENV) else 1
+    return 2 if params.get("workers") or scheduler_address(params.get("scheduler")) else 1
 
 
 def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False,

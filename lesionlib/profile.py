@@ -210,11 +210,16 @@ class Profile:
         return cache_root(self.cache_dir)
 
     def scheduler_address(self) -> str | None:
-        """The Dask scheduler the runs go to: $LESIONLIB_SCHEDULER, else `scheduler`, else None (none named)."""
-        return os.environ.get(SCHEDULER_ENV) or self.scheduler or None
+        """The Dask scheduler the runs go to (see `scheduler_address`)."""
+        return scheduler_address(self.scheduler)
 
 
 SCHEDULER_ENV = "LESIONLIB_SCHEDULER"  # a Dask scheduler's address, for every kernel and worker of a grid
+
+
+def scheduler_address(named: str | None) -> str | None:
+    """The Dask scheduler the runs go to: $LESIONLIB_SCHEDULER, else the profile's `named` one, else None."""
+    return os.environ.get(SCHEDULER_ENV) or named or None
 
 
 def cache_root(explicit: str | None = None) -> Path:
