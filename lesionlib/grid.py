@@ -183,21 +183,20 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
              parallel: int = 1) -> None:
     """Execute the grid's (page, direction) jobs, skipping pages that are up to date.
 
-    With `parallel` > 1, up to that many pages run at once (each in its own kernel), in GRID order, and the
-    `summary` pages, which read the others' runs, only after all of them. Two pages that need the same
-    training run never train it twice: the run cache's per-run lock makes the second wait for the first.
+    With `parallel` > 1, up to that many pages run at once (each in its own kernel), in GRID order; the
+    `summary` pages, which read the others' runs, only after all of them (and side by side too: they read,
+    never train). Two pages that need the same training run never train it twice: the run cache's per-run
+    lock makes the second wait for the first.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     executed = []
 
-    def one(i, page, direction):
+    def one(i, page, direction, stale=False):
         src = root / page.notebook
         out = stage / page.staged(direction)
         p = dict(params, **({"direction": direction} if direction else {}))
         label = page.section + (f" [{direction}]" if direction else "")
         inputs = [root / f.format(profile=name) for f in page.inputs]
-        if not force and not (page.summary and executed) and _is_current(out, _fingerprint(src, p, inputs)):
+        if not force and not stale and _is_current(out, _fingerprint(src, p, inputs)):
             _log(f"[{i}/{len(jobs)}] {label}: up to date")
             return
         _log(f"[{i}/{len(jobs)}] {label}: executing {page.notebook} on profile {name} ...")
@@ -206,26 +205,31 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
         _log(f"[{i}/{len(jobs)}] {label}: done in {timings[label]:.0f} s")
 
     numbered = [(i, page, d) for i, (page, d) in enumerate(jobs, 1)]
-    pages = [j for j in numbered if not j[1].summary]
-    if parallel > 1 and len(pages) > 1:
-        # Kernels that train side by side share the cores: without a thread budget each takes them all and
-        # OpenMP's spinning threads slow both tenfold. Each kernel inherits this environment.
-        threads = str(cores_per(parallel))
-        budget = {k: threads for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k not in os.environ}
-        os.environ.update(budget)
-        try:
-            with ThreadPoolExecutor(parallel) as pool:
-                for fut in [pool.submit(one, *j) for j in pages]:
-                    fut.result()  # re-raises the first failed page's error
-        finally:
-            for k in budget:
-                os.environ.pop(k, None)
-    else:
-        for j in pages:
+    _side_by_side([j for j in numbered if not j[1].summary], one, parallel)
+    stale = bool(executed)  # a page re-ran: its runs may have changed what every summary page shows
+    _side_by_side([(*j, stale) for j in numbered if j[1].summary], one, parallel)
+
+
+def _side_by_side(jobs, one, parallel: int) -> None:
+    """`one(*job)` for each job, up to `parallel` at once in the order given; the first failure is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if parallel <= 1 or len(jobs) <= 1:
+        for j in jobs:
             one(*j)
-    for j in numbered:
-        if j[1].summary:
-            one(*j)
+        return
+    # Kernels that train side by side share the cores: without a thread budget each takes them all and
+    # OpenMP's spinning threads slow both tenfold. Each kernel inherits this environment.
+    threads = str(cores_per(parallel))
+    budget = {k: threads for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k not in os.environ}
+    os.environ.update(budget)
+    try:
+        with ThreadPoolExecutor(parallel) as pool:
+            for fut in [pool.submit(one, *j) for j in jobs]:
+                fut.result()  # re-raises the first failed page's error
+    finally:
+        for k in budget:
+            os.environ.pop(k, None)
 
 
 @contextmanager

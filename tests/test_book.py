@@ -76,6 +76,25 @@ def test_the_whole_smoke_grid_in_both_directions_builds_strictly_and_resumes(smo
     assert "data" not in t2 and "fig1 [lung_to_brain]" not in t2  # up to date: not executed again
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_summary_pages_run_again_when_any_other_page_ran_else_stay(tmp_path, monkeypatch, parallel):
+    """A summary page that is up to date is executed again only when a page before it was (its runs may have
+    changed), whatever the order the summary pages finish in."""
+    from lesionlib import grid
+
+    ran = []
+    monkeypatch.setattr(grid, "execute_page", lambda src, out, params, root, inputs=(): ran.append(src.stem) or 0.0)
+    current = {"fig1_brain_to_lung"}  # every staged page up to date but this one
+    monkeypatch.setattr(grid, "_is_current", lambda out, fp: out.stem not in current)
+    summary = ["conclusions", "intro", "reproducibility"]
+    grid.run_grid("smoke", build=False, output=tmp_path, parallel=parallel)
+    assert sorted(ran) == sorted(["fig1"] + summary)
+    ran.clear()
+    current.clear()  # nothing stale: nothing runs
+    grid.run_grid("smoke", build=False, output=tmp_path, parallel=parallel)
+    assert ran == []
+
+
 def test_grid_rejects_unknown_sections_and_profiles(tmp_path):
     with pytest.raises(ValueError, match="unknown section"):
         run_grid("smoke", sections=["fig9"], output=tmp_path)
@@ -143,7 +162,8 @@ def test_pages_run_two_at_once_by_default_only_where_dask_workers_train(monkeypa
 
 def test_parallel_pages_run_side_by_side_and_summary_pages_wait_for_all(tmp_path, monkeypatch):
     """`run_grid(parallel=2)`: two pages at a time in GRID order; Conclusions, Intro and the appendix (they
-    read every other page's runs) start only after the last other page finished. A failed page fails the grid."""
+    read every other page's runs) start only after the last other page finished, then two at a time too.
+    A failed page fails the grid."""
     import threading
     import time as _time
 
@@ -157,7 +177,7 @@ def test_parallel_pages_run_side_by_side_and_summary_pages_wait_for_all(tmp_path
             running[0] += 1
             most[0] = max(most[0], running[0])
             log.append(("start", src.stem, params.get("direction")))
-        _time.sleep(0.05)
+        _time.sleep(0.2 if src.stem in ("conclusions", "intro", "reproducibility") else 0.05)
         with lock:
             running[0] -= 1
             log.append(("end", src.stem, params.get("direction")))
@@ -170,7 +190,10 @@ def test_parallel_pages_run_side_by_side_and_summary_pages_wait_for_all(tmp_path
     last_other_end = max(i for i, (ev, name, _) in enumerate(log) if ev == "end" and name not in summary)
     first_summary_start = min(i for i, (ev, name, _) in enumerate(log) if ev == "start" and name in summary)
     assert most[0] == 2 and first_summary_start > last_other_end
-    assert [n for ev, n, _ in log if ev == "start" and n in summary] == ["conclusions", "intro", "reproducibility"]
+    assert sorted(n for ev, n, _ in log if ev == "start" and n in summary) == sorted(summary)
+    summary_most = max(sum(+1 if ev == "start" else -1 for ev, n, _ in log[:i + 1] if n in summary)
+                       for i in range(len(log)))
+    assert summary_most == 2  # the summary pages, too, run side by side
 
     def failing(src, out, params, root, inputs=()):
         if src.stem == "fig2":
