@@ -187,7 +187,7 @@ def interleaved_rates(ds, device: torch.device, bs: int, size: int, warmup: int,
     """Part a: images/s of lesionlib (A), the eager loop (B) and the graphed loop (C) in interleaved rounds.
 
     `ds` holds (warmup + timed) * bs phantom crops at `size`. C is left out off CUDA or without bf16."""
-    from lesionlib.learner import precision  # how lesionlib trains on this device (quietly imported, as fastai)
+    from lesionlib.device import precision  # how lesionlib trains on this device
 
     sync, notes = device_sync(device), []
     batches = random_batches(device, 4, bs, size)

@@ -135,14 +135,13 @@ class PhaseTimer:
         """Wrap, for the block, the functions `runner` and lesionlib's learner call; restore them after."""
         from lesionlib import generic, learner
 
-        home = sys.modules[type(runner).__module__]  # the module whose `predict` Runner._train calls
         patches = [(learner, "dataloaders", self.wrap("dataloaders", learner.dataloaders)),
                    (learner, "make_learner", self._learner(learner.make_learner)),
                    (learner, "load_weights", self.wrap("load weights", learner.load_weights)),
                    (learner, "_state_dict_cpu", self.wrap("state copy", learner._state_dict_cpu)),
                    (learner, "_state_dict_copy", self.wrap("best-weights copy", learner._state_dict_copy, True)),
                    (learner, "loaded_model", self.wrap("model load", learner.loaded_model, True)),
-                   (home, "predict", self.wrap("predict", home.predict)),
+                   (learner, "predict", self.wrap("predict", learner.predict)),
                    (generic, "natural_crops", self.wrap("data", generic.natural_crops)),
                    (runner, "training_set", self.wrap("data", runner.training_set)),
                    (runner, "test_set", self.wrap("data", runner.test_set)),

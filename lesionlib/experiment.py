@@ -35,7 +35,7 @@ from .data.lesions import LesionIndex
 from .data.registry import lesion_index
 from .data.splits import SplitError, sample_indices
 from .fingerprint import file_sha256, run_env
-from .learner import hardware, precision, resolve_device
+from .device import hardware, precision, resolve_device
 from .profile import DIRECTIONS, SIZE_NAMES, Profile, ProfileError
 
 SPEC_VERSION = 2  # the layout of a specification; code, libraries and device are in its `env`

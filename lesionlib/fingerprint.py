@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib
-import inspect
+import importlib.util
 import textwrap
 import threading
 from functools import lru_cache
@@ -28,6 +27,7 @@ from pathlib import Path
 TRAINING_CODE = (
     "lesionlib.config",
     "lesionlib.learner",
+    "lesionlib.device",
     "lesionlib.trainstep",
     "lesionlib.generic",
     "lesionlib.data.lesions",
@@ -79,12 +79,27 @@ def code_fingerprint(sources: dict) -> str:
 
 
 def _source_of(entry: str) -> str:
-    """Source text of a module ('pkg.mod') or of one of its objects ('pkg.mod:Class.method')."""
+    """Source text of a module ('pkg.mod') or of one of its classes or functions ('pkg.mod:Class.method').
+
+    Read from the module's file, not imported: a page that only computes run keys never loads fastai."""
     modname, _, qual = entry.partition(":")
-    obj = importlib.import_module(modname)
-    for part in filter(None, qual.split(".")):
-        obj = getattr(obj, part)
-    return inspect.getsource(obj)
+    spec = importlib.util.find_spec(modname)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise ImportError(f"training code {entry!r}: no Python source file for module {modname}")
+    text = Path(spec.origin).read_text()
+    if not qual:
+        return text
+    node = None
+    with _PARSE:
+        body = ast.parse(text).body
+    for part in qual.split("."):
+        node = next((n for n in body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                     and n.name == part), None)
+        if node is None:
+            raise ImportError(f"training code {entry!r}: {modname} defines no class or function {part}")
+        body = node.body
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])  # decorators, as inspect.getsource
+    return "".join(text.splitlines(keepends=True)[first - 1:node.end_lineno])
 
 
 def training_sources() -> dict:

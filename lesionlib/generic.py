@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,7 +19,9 @@ from skimage import color, data
 from skimage.transform import resize
 
 from .data.lesions import LesionSet
-from .learner import Model
+
+if TYPE_CHECKING:  # fastai loads only where G is built: the pages that call `label` never need it
+    from .learner import Model
 
 GENERIC_NAMES = ("imagenet", "natural-crops")
 
@@ -70,6 +73,8 @@ def imagenet_model() -> Model:
     """G = ImageNet DenseNet-201; one clear error when the weights are absent and cannot be fetched."""
     from torchvision.models import DenseNet201_Weights
 
+    from .learner import Model
+
     path = imagenet_file()
     if not path.is_file():
         try:
@@ -92,6 +97,8 @@ def imagenet_model() -> Model:
 def file_model(path) -> Model:
     """G from a state-dict file, checked against DenseNet-201's body shapes."""
     from torchvision.models import densenet201
+
+    from .learner import Model
 
     path = Path(path)
     if not path.is_file():

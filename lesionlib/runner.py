@@ -11,20 +11,23 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import generic as generic_mod
 from .cache import RunCache, spec_key
+from .config import TrainConfig
 from .data import PreparedSetError, build_lesions, load_lesions, save_lesions
 from .data.lesions import LesionSet
 from .data.splits import permuted_labels, sample_indices
 from .experiment import (_source_params, describe, env_spec, prepared_sha256, trained_here, trained_parent,
                          unique_runs)
 from .fingerprint import training_code
-from .learner import Model, TrainConfig, learn, moment_matched, predict, transfer
 from .metrics import bootstrap_interval, degenerate, scores
 from .profile import Profile
+
+if TYPE_CHECKING:  # fastai: imported where a run trains (below), not by every page that reads runs
+    from .learner import Model
 
 THRESHOLD = 0.5  # a lesion is called malignant when Predict gives a probability >= 0.5
 
@@ -108,14 +111,16 @@ class Runner:
     # models
     def model(self, spec: dict) -> Model:
         """The trained model of `spec` (training it, and its parents, if not cached)."""
+        from . import generic as generic_mod, learner
+
         if spec["role"] == "generic" and spec["name"] == "imagenet":
             return generic_mod.imagenet_model()
         if spec["role"] == "generic" and spec["name"] == "file":
             return generic_mod.file_model(spec["path"])
         if spec["role"] == "weight-stats":
-            return moment_matched(self.model(spec["of"]), spec["seed"])
+            return learner.moment_matched(self.model(spec["of"]), spec["seed"])
         result = self.ensure(spec)
-        return Model(self.cache.state_dict(spec), n_out=result["n_out"])
+        return learner.Model(self.cache.state_dict(spec), n_out=result["n_out"])
 
     def result(self, spec: dict) -> dict:
         """The stored result of a finished run, with its scores computed now from its probabilities."""
@@ -139,6 +144,8 @@ class Runner:
         return self.result(spec)
 
     def _train(self, spec: dict) -> dict:
+        from . import learner
+
         init = None if spec["init"] is None else self.model(spec["init"])
         t0 = time.perf_counter()
         self.log(f"training {describe(spec)} ...")
@@ -146,14 +153,15 @@ class Runner:
         # the early-stopping split is made here (not inside Learn / Transfer), so that a source model
         # can be scored on it afterwards
         d, valid = self.training_set(spec["sample"], cfg.valid_frac, spec["seed"])
-        m = learn(d, cfg, spec["seed"], valid) if init is None else transfer(d, init, cfg, spec["seed"], valid)
+        m = (learner.learn(d, cfg, spec["seed"], valid) if init is None
+             else learner.transfer(d, init, cfg, spec["seed"], valid))
         # A target model is scored on its organ's test set; a source model keeps its predictions on its
         # validation patients instead (it has no test set: its sample may use the whole organ).
         if spec["role"] == "target":
             scored_on, prefix = self.test_set(spec["sample"]), ""
         else:
             scored_on, prefix = valid, "valid_"
-        probs = predict(scored_on, m, cfg)
+        probs = learner.predict(scored_on, m, cfg)
         result = {f"{prefix}probs": probs.round(6).tolist(), f"{prefix}labels": scored_on.labels.tolist(),
                   f"{prefix}ids" if prefix else "test_ids": scored_on.ids.tolist(),
                   f"{prefix}patients" if prefix else "test_patients": scored_on.patients.tolist(),
@@ -167,10 +175,12 @@ class Runner:
         return result
 
     def _train_generic(self, spec: dict) -> dict:
+        from . import generic as generic_mod, learner
+
         t0 = time.perf_counter()
         self.log(f"training {describe(spec)} on {spec['n']} natural crops ...")
         d = generic_mod.natural_crops(spec["n"], spec["image_size"], spec["seed"])
-        m = learn(d, self.config(spec), spec["seed"])
+        m = learner.learn(d, self.config(spec), spec["seed"])
         result = {"history": m.history, "fit": m.fit_info, "n_out": m.n_out, "classes": d.n_classes,
                   "seconds": time.perf_counter() - t0}
         self.cache.put(spec, result, m.state_dict)

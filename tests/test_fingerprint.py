@@ -27,14 +27,14 @@ def test_a_comment_keeps_the_training_fingerprint_and_a_learner_change_does_not(
     config = src["lesionlib.config"]
     assert code_fingerprint({**src, "lesionlib.config": config.replace("lr: float = 1e-4", "lr: float = 2e-4")}) != base
     train = src["lesionlib.runner:Runner._train"]
-    assert "probs = predict(" in train  # the Runner's training method is part of it too
+    assert "probs = learner.predict(" in train  # the Runner's training method is part of it too
     assert code_fingerprint({**src, "lesionlib.runner:Runner._train":
-                             train.replace("probs = predict(", "probs = 1 - predict(")}) != base
+                             train.replace("probs = learner.predict(", "probs = 1 - learner.predict(")}) != base
 
 
 def test_the_run_key_holds_code_libraries_device_precision_hardware_and_threads(cache_dir):
     import torch
-    from lesionlib import learner
+    from lesionlib import device
     P = tiny_profile(cache_dir)
     spec = arm_spec(P, "lesaug", "brain_to_lung", 8, 16, 0)
     env = spec["env"]
@@ -43,7 +43,7 @@ def test_the_run_key_holds_code_libraries_device_precision_hardware_and_threads(
     assert {"torch", "fastai", "numpy"} <= set(env["libraries"])
     assert spec["init"]["env"] == env  # the source model it starts from carries it too
     on_cuda = arm_spec(replace(P, device="cuda"), "lesaug", "brain_to_lung", 8, 16, 0)
-    expected = learner.precision(torch.device("cuda"))  # 'unknown' on a client without the GPU
+    expected = device.precision(torch.device("cuda"))  # 'unknown' on a client without the GPU
     assert on_cuda["env"]["precision"] == expected != "fp32" and spec_key(on_cuda) != spec_key(spec)
     assert "threads" not in on_cuda["env"]  # GPU kernels do not split over CPU threads
     two = arm_spec(replace(P, threads=2), "lesaug", "brain_to_lung", 8, 16, 0)
@@ -133,3 +133,19 @@ def test_code_is_parsed_one_thread_at_a_time():
         fingerprint._PARSE.release()
     t.join(5)
     assert not t.is_alive()
+
+
+def test_training_code_is_read_from_the_files_without_importing_them(tmp_path, monkeypatch):
+    """A method's source comes from its module's file (decorators included); a missing one is a clear error."""
+    pkg = tmp_path / "fpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text("raise RuntimeError('imported')\n\nclass A:\n    x = 1\n\n"
+                                "    @staticmethod\n    def f(y):\n        return y + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = fingerprint._source_of("fpkg.mod:A.f")
+    assert src == "    @staticmethod\n    def f(y):\n        return y + 1\n"
+    assert fingerprint.normalised(src) != fingerprint.normalised(src.replace("y + 1", "y + 2"))
+    assert fingerprint._source_of("fpkg.mod").startswith("raise RuntimeError")
+    with pytest.raises(ImportError, match="defines no class or function g"):
+        fingerprint._source_of("fpkg.mod:A.g")

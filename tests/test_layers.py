@@ -75,7 +75,7 @@ def test_no_new_cycle_through_function_level_imports():
 LEAVES = {"lesionlib", "lesionlib._quiet", "lesionlib.config", "lesionlib.fingerprint", "lesionlib.sphinxext"}
 LAYERS = [
     {"data", "fixtures"},  # and every module below them
-    {"learner", "trainstep", "generic", "metrics", "cache"},
+    {"device", "learner", "trainstep", "generic", "metrics", "cache"},
     {"profile"},
     {"experiment"},
     {"runner"},
@@ -119,5 +119,27 @@ def test_light_commands_do_not_import_torch(argv, tmp_path):
     code = ("import sys\nfrom lesionlib.cli import main\n"
             f"try:\n    main({[a.replace('CACHE', str(tmp_path)) for a in argv]!r})\nexcept SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\nprint('light')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "light" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_page_whose_runs_are_finished_loads_no_fastai(tmp_path):
+    """A figure page reads finished runs (cached, or trained by its Dask workers): fastai and torchvision load only
+    in a process that trains (they were 3 of every page kernel's 5 s of imports)."""
+    code = f"""
+import sys
+from lesionlib import analysis, page, plots, report, verdicts  # a figure page's imports
+from lesionlib.experiment import arm_spec
+from lesionlib.profile import Profile, profile_values
+from lesionlib.runner import Runner
+P = Profile.from_mapping({{**profile_values("smoke"), "cache_dir": {str(tmp_path)!r}}})
+spec = arm_spec(P, "base", "brain_to_lung", 24, 32, 0)  # no parent runs
+runner = Runner(P, log=lambda m: None)
+runner.cache.put(spec, {{"probs": [0.9, 0.2], "labels": [1, 0], "n_out": 1}}, None)
+assert runner.run_all([spec])[0]["scores"]["recall"] == 1.0 and runner.trained == 0
+heavy = sorted(m for m in ("fastai", "torchvision") if m in sys.modules)
+assert not heavy, f"imported {{heavy}}"
+print("light")
+"""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and "light" in done.stdout, done.stderr[-2000:]
