@@ -30,10 +30,14 @@ def steady_heap() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 64 << 20))
 
 
+ARCH_NAMES = ("densenet201", "test_densenet")  # the networks a profile's `arch` may name (lesionlib.learner.ARCHS)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How Learn and Transfer fit a model (the paper: Adam, lr 1e-4, batch 64, early stopping)."""
 
+    arch: str = "densenet201"  # the network (π): the paper's DenseNet-201, or `test_densenet` for bookkeeping tests
     epochs: int = 10  # upper bound; early stopping usually ends sooner
     patience: int = 3  # epochs without a lower validation loss before stopping
     lr: float = 1e-4

@@ -27,10 +27,10 @@ from fastai.optimizer import OptimWrapper
 from fastai.torch_core import TensorImage, set_seed
 from fastai.vision.augment import AffineCoordTfm, affine_mat, flip_mat, rotate_mat
 from fastai.vision.core import imagenet_stats
-from fastai.vision.learner import create_vision_model, vision_learner
+from fastai.vision.learner import create_vision_model, model_meta, vision_learner
 from fasttransform import Pipeline, Transform
 from fastai.data.transforms import Normalize
-from torchvision.models import densenet201
+from torchvision.models import DenseNet, densenet201
 
 from .config import TrainConfig, steady_heap
 from .data.lesions import LesionSet
@@ -41,9 +41,27 @@ from .trainstep import TrainStep
 ARCH = "densenet201"
 
 
+def test_densenet(weights=None, progress: bool = True, **kwargs) -> DenseNet:
+    """A DenseNet of two one-layer blocks (28k weights with fastai's head), like timm's `test_*` models: the
+    bookkeeping tests of runs, cache, dispatch and resumption train it in milliseconds. Same modules and state-dict layout
+    as DenseNet-201, fewer of them; never a result the book reports."""
+    return DenseNet(growth_rate=8, block_config=(1, 1), num_init_features=16, bn_size=2, **kwargs)
+
+
+ARCHS = {"densenet201": densenet201, "test_densenet": test_densenet}  # config.ARCH_NAMES -> torchvision builder
+model_meta[test_densenet] = model_meta[densenet201]  # fastai cuts its body and sizes its head as DenseNet-201's
+
+
+def architecture(name: str):
+    """The torchvision builder of `arch` name (a clear error for an unknown one)."""
+    if name not in ARCHS:
+        raise ValueError(f"unknown arch {name!r}; allowed: {', '.join(ARCHS)}")
+    return ARCHS[name]
+
+
 @dataclass
 class Model:
-    """The paper's m = (π, θ): DenseNet-201 with `n_out` outputs, and its weights."""
+    """The paper's m = (π, θ): DenseNet-201 (or another `arch`) with `n_out` outputs, and its weights."""
 
     state_dict: dict
     n_out: int = 1
@@ -141,8 +159,9 @@ def keras_adam(params, lr=1e-4, capturable=False):
                         fused=True, capturable=capturable)
 
 
-def make_learner(dls: DataLoaders, n_out: int = 1):
-    """fastai `vision_learner` over torchvision's DenseNet-201, random weights, every layer trainable.
+def make_learner(dls: DataLoaders, n_out: int = 1, arch: str = ARCH):
+    """fastai `vision_learner` over torchvision's DenseNet-201 (or another `ARCHS` entry), random weights, every
+    layer trainable.
 
     Channels-last format everywhere (fastai's `ChannelsLast`). Training steps go through `TrainStep`: in
     a CUDA graph under bf16 on a GPU with bf16, eagerly in fp32 on a CPU. An fp16 GPU keeps fastai's own
@@ -151,7 +170,7 @@ def make_learner(dls: DataLoaders, n_out: int = 1):
     prec = precision(torch.device(dls.device) if dls.device is not None else torch.device("cpu"))
     loss = BCEWithLogitsLossFlat() if n_out == 1 else CrossEntropyLossFlat()
     cbs = [ChannelsLast()] + ([] if prec == "fp16-mixed" else [TrainStep(amp_dtype(prec), capture=prec == GRAPHED)])
-    learner = vision_learner(dls, densenet201, n_out=n_out, pretrained=False, loss_func=loss,
+    learner = vision_learner(dls, architecture(arch), n_out=n_out, pretrained=False, loss_func=loss,
                              opt_func=partial(keras_adam, capturable=prec == GRAPHED), cbs=cbs)
     learner.unfreeze()
     if prec == GRAPHED:
@@ -235,6 +254,9 @@ def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: L
 
     Without `valid`, a `valid_frac` share of `d` is held out by patient for early stopping.
     """
+    if init is not None and init.arch != cfg.arch:
+        raise ValueError(f"cannot transfer a {init.arch} model into a {cfg.arch} network: start from a model of the "
+                         f"same arch (a profile's runs all share its `arch`)")
     steady_heap()
     set_seed(seed, reproducible=True)
     n_out = 1 if d.n_classes == 2 else d.n_classes
@@ -248,7 +270,7 @@ def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: L
                          "use a larger training size")
     dls = dataloaders(train, valid, cfg, n_out)
     t0 = time.perf_counter()
-    learner = make_learner(dls, n_out)
+    learner = make_learner(dls, n_out, cfg.arch)
     if init is not None:
         load_weights(learner, init, n_out, cfg.transfer_head)
     with learner.no_bar(), learner.no_logging():
@@ -266,7 +288,7 @@ def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: L
             "steps": int(learner.train_iter), "steps_per_epoch": len(dls.train),  # gradient updates: the budget
             "n_valid": len(valid), "images_per_s": (epochs_run * len(train)) / seconds if seconds else math.nan,
             "device": str(resolve_device(cfg.device))}
-    return Model(state, n_out=n_out, history=history, fit_info=info, net=learner.model)
+    return Model(state, n_out=n_out, arch=cfg.arch, history=history, fit_info=info, net=learner.model)
 
 
 def learn(d: LesionSet, cfg: TrainConfig = TrainConfig(), seed: int = 0, valid: LesionSet | None = None) -> Model:
@@ -308,6 +330,6 @@ EVAL_BATCH = 256  # validation and predict keep no activations for backward: lar
 def loaded_model(m: Model, device: torch.device):
     """`m` as a network on `device` in eval mode, built without drawing initial weights it would discard."""
     with torch.device("meta"):  # structure only: load_state_dict(assign=True) supplies every tensor
-        model = create_vision_model(densenet201, m.n_out, pretrained=False)
+        model = create_vision_model(architecture(m.arch), m.n_out, pretrained=False)
     model.load_state_dict(m.state_dict, assign=True)
     return model.to(device, memory_format=torch.channels_last).eval()

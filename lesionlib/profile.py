@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import TrainConfig
+from .config import ARCH_NAMES, TrainConfig
 
 ORGANS = ("brain", "lung")
 DIRECTIONS = {"brain_to_lung": ("brain", "lung"), "lung_to_brain": ("lung", "brain")}
@@ -40,6 +40,7 @@ class Profile:
     seeds: list
     cv_folds: int
     bootstrap: int
+    arch: str
     epochs: int
     patience: int
     lr: float
@@ -148,6 +149,9 @@ class Profile:
         need(0 < self.lr < 1, "lr", f"must lie in (0, 1), got {self.lr!r}")
         need(isinstance(self.batch_size, int) and self.batch_size >= 2, "batch_size", "must be an integer >= 2")
         need(0 < self.valid_frac < 1, "valid_frac", f"must lie in (0, 1), got {self.valid_frac!r}")
+        need(self.arch in ARCH_NAMES, "arch", f"must be one of {ARCH_NAMES}, got {self.arch!r}")
+        need(self.arch == "densenet201" or self.generic == "natural-crops", "arch",
+             f"{self.arch!r} has no ImageNet weights or weight files (G is DenseNet-201's): use generic: natural-crops")
         need(self.generic in GENERIC_NAMES or Path(str(self.generic)).suffix in (".pt", ".pth"), "generic",
              f"must be one of {GENERIC_NAMES} or the path of a .pt/.pth DenseNet-201 state dict, got {self.generic!r}")
         if self.generic == "natural-crops":
@@ -198,7 +202,7 @@ class Profile:
 
     def train_config(self) -> TrainConfig:
         """The settings of Learn and Transfer for lesion models."""
-        return TrainConfig(epochs=self.epochs, patience=self.patience, lr=self.lr, batch_size=self.batch_size,
+        return TrainConfig(arch=self.arch, epochs=self.epochs, patience=self.patience, lr=self.lr, batch_size=self.batch_size,
                            valid_frac=self.valid_frac, transfer_head=self.transfer_head, max_rotate=self.max_rotate,
                            max_shift=self.max_shift, flip=self.flip, device=self.device)
 

@@ -120,7 +120,7 @@ class Runner:
         if spec["role"] == "weight-stats":
             return learner.moment_matched(self.model(spec["of"]), spec["seed"])
         result = self.ensure(spec)
-        return learner.Model(self.cache.state_dict(spec), n_out=result["n_out"])
+        return learner.Model(self.cache.state_dict(spec), n_out=result["n_out"], arch=spec["train"]["arch"])
 
     def result(self, spec: dict) -> dict:
         """The stored result of a finished run, with its scores computed now from its probabilities."""

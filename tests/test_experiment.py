@@ -13,8 +13,10 @@ from lesionlib.report import arm_table, side_by_side
 
 
 def tiny_profile(cache_dir):
+    """The smoke profile shrunk for bookkeeping tests (runs, cache, dispatch): a few lesions, one epoch, and
+    `test_densenet` instead of DenseNet-201 (what is under test is the bookkeeping, not the network)."""
     p = load_profile("smoke")
-    return replace(p, image_size=32, test_size=8, target_sizes={"High": 12}, source_sizes={
+    return replace(p, arch="test_densenet", image_size=32, test_size=8, target_sizes={"High": 12}, source_sizes={
         "brain": {"High": 16}, "lung": {"High": 12}}, epochs=1, patience=1, batch_size=8, generic_size=30,
         phantom_pool={"brain": 28, "lung": 24}, phantom_slice_size=64, cache_dir=str(cache_dir), device="cpu",
         cv_folds=2, bootstrap=50, workers=0, scheduler=None,
@@ -110,6 +112,11 @@ def test_bad_profile_parameters_name_the_parameter():
         with pytest.raises(ProfileError, match=r"'threads' must be null or an integer >= 1 .*got " + repr(bad)):
             Profile.from_mapping(dict(good, threads=bad))
     assert Profile.from_mapping(dict(good, threads=None)).threads is None
+    with pytest.raises(ProfileError, match=r"'arch' must be one of \('densenet201', 'test_densenet'\), got 'vgg'"):
+        Profile.from_mapping(dict(good, arch="vgg"))
+    with pytest.raises(ProfileError, match="'arch' 'test_densenet' has no ImageNet weights.*generic: natural-crops"):
+        Profile.from_mapping(dict(good, arch="test_densenet", generic="imagenet"))
+    assert Profile.from_mapping(dict(good, arch="test_densenet")).train_config().arch == "test_densenet"
     with pytest.raises(ProfileError, match=r"'target_sizes'.*48 lung training lesions.*10 .*phantom_pool.lung"):
         check_samples(Profile.from_mapping(dict(good, phantom_pool={"brain": 50, "lung": 50})))
     with pytest.raises(ProfileError, match="'phantom_pool' must give a positive integer"):

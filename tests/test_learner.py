@@ -20,6 +20,41 @@ def tiny_model(tiny):
     return learn(tiny, CFG, seed=0)
 
 
+def test_the_test_densenet_is_a_small_densenet_in_densenet201s_layout():
+    """timm-style test network: a few thousand weights, DenseNet-201's module names (body `0.0.*`, head `1.*`),
+    finite outputs and a finite gradient for every weight."""
+    from fastai.vision.learner import create_vision_model
+    from lesionlib.config import ARCH_NAMES
+    from lesionlib.learner import ARCHS, architecture
+
+    assert tuple(ARCHS) == ARCH_NAMES
+    small = create_vision_model(architecture("test_densenet"), 1, pretrained=False)
+    big = create_vision_model(architecture("densenet201"), 1, pretrained=False)
+    assert set(small.state_dict()) < set(big.state_dict())
+    assert {k for k in small.state_dict() if k.startswith("1.")} == {k for k in big.state_dict() if k.startswith("1.")}
+    assert sum(p.numel() for p in small.parameters()) < 50_000
+    out = small(torch.randn(4, 3, 32, 32))
+    assert out.shape == (4, 1) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in small.parameters())
+    with pytest.raises(ValueError, match="unknown arch 'vgg'"):
+        architecture("vgg")
+
+
+def test_a_model_keeps_its_arch_and_transfer_refuses_another(tiny):
+    from dataclasses import replace
+
+    from lesionlib.learner import Model
+
+    cfg = replace(CFG, arch="test_densenet")
+    m = learn(tiny, cfg, seed=0)
+    assert m.arch == "test_densenet" and len(m.history) == 2
+    stored = Model(m.state_dict, n_out=1, arch="test_densenet")  # as the run cache gives it back: rebuilt
+    assert np.allclose(predict(tiny, stored, cfg), predict(tiny, m, cfg), atol=1e-6)
+    with pytest.raises(ValueError, match="cannot transfer a densenet201 model into a test_densenet network"):
+        transfer(tiny, replace(m, arch="densenet201"), cfg)
+
+
 def test_learn_gives_a_densenet_with_finite_weights_and_history(tiny_model):
     m = tiny_model
     assert m.n_out == 1 and m.arch == "densenet201"

@@ -144,16 +144,59 @@ def test_same_seed_gives_identical_predictions_other_seed_differs(one_thread):
 
 # --------------------------------------------------------------------------------- crash-safe resume
 
-# Shared by the killed child process and the test: the smoke profile on a given cache, three cheap specs.
+# Shared by the killed child process and the test: the smoke profile on a given cache with the tiny test network
+# (what is under test is the kill and the resume, not the training), three cheap specs.
 SETUP = """
 import dataclasses
 from lesionlib.experiment import fig1_specs
 from lesionlib.runner import Runner
 from lesionlib.profile import load_profile
-P = dataclasses.replace(load_profile("smoke"), cache_dir=CACHE)
+P = dataclasses.replace(load_profile("smoke"), cache_dir=CACHE, arch="test_densenet")
 cheap = [s for s in fig1_specs(P, "brain_to_lung").values() if s["init"] is None or s["init"]["role"] == "generic"]
 chosen = sorted(cheap, key=lambda s: (s["sample"]["n"], s["init"] is not None))[:3]  # VLow base, VLow lesagn, High base
 """
+
+# On a killed child's PYTHONPATH: its second fit stops after one epoch and waits to be killed. The kill then comes
+# in the middle of a training run, one run finished, at the same point every time whatever the machine's speed.
+PAUSE = '''
+"""tests/test_reliability.py: pause this process's second fit after its first epoch until it is killed."""
+import importlib.abc
+import importlib.machinery
+import sys
+import time
+
+
+def _pausing(learner):
+    from fastai.callback.core import Callback
+
+    class Pause(Callback):
+        def after_epoch(self):
+            print("paused in the middle of training", file=sys.stderr, flush=True)
+            time.sleep(600)
+
+    make, fits = learner.make_learner, [0]
+
+    def make_learner(*args, **kwargs):
+        fits[0] += 1
+        lrn = make(*args, **kwargs)
+        if fits[0] == 2:
+            lrn.add_cb(Pause())
+        return lrn
+    learner.make_learner = make_learner
+
+
+class _AfterLearner(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "lesionlib.learner":  # (also asked by find_spec without an import: patch on execution only)
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+        spec.loader.exec_module = lambda module: (run(module), _pausing(module))
+        return spec
+
+
+sys.meta_path.insert(0, _AfterLearner())
+'''
 
 
 def _lines(stream, q):
@@ -161,9 +204,18 @@ def _lines(stream, q):
         q.put(line)
 
 
-def _wait_for_second_training(proc, timeout, log, ready=lambda: True) -> None:
-    """Read the child's stderr into `log` until a run has finished and the next one is training."""
-    q, done_seen = queue.Queue(), False
+def _pausing_env(tmp_path) -> dict:
+    """The environment of a child whose second fit pauses (`PAUSE` as its sitecustomize), one thread per process."""
+    hook = tmp_path / "pause-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(PAUSE)
+    path = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+def _wait_for_pause(proc, timeout, log, ready=lambda: True) -> None:
+    """Read the child's stderr into `log` until its second fit has paused (and `ready()` holds)."""
+    q = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stderr, q), daemon=True).start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -173,24 +225,20 @@ def _wait_for_second_training(proc, timeout, log, ready=lambda: True) -> None:
             assert proc.poll() is None, f"child ended early ({proc.returncode}):\n{''.join(log)}"
             continue
         log.append(line)
-        done_seen = done_seen or "done in" in line
-        if done_seen and line.startswith("training") and ready():
-            time.sleep(1.0)  # well inside the next run's training
+        if line.startswith("paused in the middle of training"):
+            assert ready(), "".join(log)
             return
-    pytest.fail(f"no second training run within {timeout:.0f}s:\n{''.join(log)}")
+    pytest.fail(f"the child's second fit did not start within {timeout:.0f}s:\n{''.join(log)}")
 
 
-def _kill_while_training(cache_dir, timeout=300.0) -> list:
-    """Run the specs in a child; SIGKILL it once a run is cached and the next one is training. Its log lines.
-
-    `timeout` only guards against a hung child: on an idle 2-core machine the kill comes after about 15 s.
-    """
+def _kill_while_training(cache_dir, tmp_path, timeout=300.0) -> list:
+    """Run the specs in a child; SIGKILL it in the middle of its second run, the first one cached. Its log lines."""
     code = f"CACHE = {str(cache_dir)!r}\n{SETUP}\nRunner(P).run_all(chosen)\n"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            text=True, env=_pausing_env(tmp_path))
     log = []
     try:
-        _wait_for_second_training(proc, timeout, log, lambda: RunCache(cache_dir).entries())
+        _wait_for_pause(proc, timeout, log, lambda: RunCache(cache_dir).entries())
         assert proc.poll() is None, "the child finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
@@ -204,7 +252,7 @@ def _kill_while_training(cache_dir, timeout=300.0) -> list:
 def test_killed_runner_resumes_without_retraining_finished_runs(tmp_path, one_thread):
     from lesionlib.experiment import unique_runs
     cache_dir = tmp_path / "cache"
-    _kill_while_training(cache_dir)
+    _kill_while_training(cache_dir, tmp_path)
     cache = RunCache(cache_dir)
     finished = {k: (cache.runs / k / "result.json").stat().st_mtime_ns for k in cache.entries()}
     assert finished
@@ -280,17 +328,17 @@ def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path, monke
     from lesionlib.grid import GRID, run_grid
 
     out, cache_dir = tmp_path / "out", tmp_path / "cache"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "LESIONLIB_CACHE": str(cache_dir)}
+    env = {**_pausing_env(tmp_path), "LESIONLIB_CACHE": str(cache_dir)}  # the page's kernel pauses in its 2nd fit
     env.pop("LESIONLIB_SCHEDULER", None)
-    # smoke with one epoch: what is under test is the kill and the resume, not the training
+    # smoke with the tiny test network: what is under test is the kill and the resume, not the training
     profile = tmp_path / "killed.yaml"
-    profile.write_text("profile: killed\nbase: smoke\nepochs: 1\n")
+    profile.write_text("profile: killed\nbase: smoke\narch: test_densenet\n")
     args = ["grid", "--profile", str(profile), "--sections", "fig5", "--directions", "brain_to_lung", "--no-build",
             "--output", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "lesionlib.cli", *args], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
-        _wait_for_second_training(proc, 300.0, [])
+        _wait_for_pause(proc, 300.0, [], lambda: RunCache(cache_dir).entries())
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
