@@ -43,8 +43,8 @@ ARCH = "densenet201"
 
 def test_densenet(weights=None, progress: bool = True, **kwargs) -> DenseNet:
     """A DenseNet of two one-layer blocks (28k weights with fastai's head), like timm's `test_*` models: the
-    bookkeeping tests of runs, cache, dispatch and resumption train it in milliseconds. Same modules and state-dict layout
-    as DenseNet-201, fewer of them; never a result the book reports."""
+    bookkeeping tests of runs, cache, dispatch and resumption train it in milliseconds. Same modules and
+    state-dict layout as DenseNet-201, fewer of them; never a result the book reports."""
     return DenseNet(growth_rate=8, block_config=(1, 1), num_init_features=16, bn_size=2, **kwargs)
 
 
