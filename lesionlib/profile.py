@@ -202,9 +202,9 @@ class Profile:
 
     def train_config(self) -> TrainConfig:
         """The settings of Learn and Transfer for lesion models."""
-        return TrainConfig(arch=self.arch, epochs=self.epochs, patience=self.patience, lr=self.lr, batch_size=self.batch_size,
-                           valid_frac=self.valid_frac, transfer_head=self.transfer_head, max_rotate=self.max_rotate,
-                           max_shift=self.max_shift, flip=self.flip, device=self.device)
+        return TrainConfig(arch=self.arch, epochs=self.epochs, patience=self.patience, lr=self.lr,
+                           batch_size=self.batch_size, valid_frac=self.valid_frac, transfer_head=self.transfer_head,
+                           max_rotate=self.max_rotate, max_shift=self.max_shift, flip=self.flip, device=self.device)
 
     def source_size(self, organ: str, name: str = "High") -> int:
         return int(self.source_sizes[organ][name])
