@@ -318,19 +318,23 @@ def _record_timings(stage: Path, timings: dict, jobs) -> None:
     """Write `timings.json`: this run's seconds, and each page's seconds when it last executed.
 
     A resumed grid executes only some pages; `pages` keeps the others' last times so that `book_total`
-    (every page plus the HTML build) is the cost of the whole book, `complete` once every page has one.
+    (every page plus the HTML build, added up) is the cost of the whole book, `complete` once every page has
+    one. Pages that ran side by side overlap, so that sum exceeds the wall time: `book_wall` is the wall time
+    of the last grid run that executed every page and built the HTML (with the run cache as it was then).
     """
     path = stage / "timings.json"
     try:
-        old = json.loads(path.read_text()).get("pages", {}) if path.is_file() else {}
+        before = json.loads(path.read_text()) if path.is_file() else {}
+        old = before.get("pages", {})
     except (ValueError, AttributeError):
-        old = {}
+        before, old = {}, {}
     labels = [p.section + (f" [{d}]" if d else "") for p in GRID for d in (p.directions or (None,))]
     pages = {k: timings.get(k, old.get(k)) for k in labels if k in timings or k in old}
     if "html" in timings or "html" in old:
         pages["html"] = timings.get("html", old.get("html"))
+    whole = all(k in timings for k in labels + ["html", "total"])
     record = {"this_run": timings, "pages": pages, "complete": all(k in pages for k in labels + ["html"]),
-              "book_total": sum(pages.values())}
+              "book_total": sum(pages.values()), "book_wall": timings["total"] if whole else before.get("book_wall")}
     tmp = path.with_suffix(".tmp")
     stage.mkdir(parents=True, exist_ok=True)
     tmp.write_text(json.dumps(record, indent=1))

@@ -202,3 +202,25 @@ def test_parallel_pages_run_side_by_side_and_summary_pages_wait_for_all(tmp_path
     monkeypatch.setattr(grid, "execute_page", failing)
     with pytest.raises(RuntimeError, match="fig2 broke"):
         grid.run_grid("smoke", build=False, output=tmp_path, parallel=2)
+
+
+def test_timings_keep_every_pages_last_time_and_the_wall_time_of_the_last_whole_book(tmp_path):
+    """Pages executed side by side overlap: the book's wall time is the last whole grid run's, never the pages'
+    seconds added up; a resumed grid keeps it and merges its pages' new times."""
+    import json
+
+    from lesionlib import grid
+
+    labels = [p.section + (f" [{d}]" if d else "") for p in GRID for d in (p.directions or (None,))]
+    grid._record_timings(tmp_path, {**dict.fromkeys(labels, 10.0), "notebooks": 100.0, "html": 5.0, "total": 105.0},
+                         [])
+    rec = json.loads((tmp_path / "timings.json").read_text())
+    assert rec["complete"] and rec["book_wall"] == 105.0 and rec["book_total"] == 10.0 * len(labels) + 5.0
+    grid._record_timings(tmp_path, {"fig1 [brain_to_lung]": 30.0, "notebooks": 30.0, "total": 30.0}, [])
+    rec = json.loads((tmp_path / "timings.json").read_text())
+    assert rec["book_wall"] == 105.0 and rec["pages"]["fig1 [brain_to_lung]"] == 30.0  # a resumed grid: kept
+    assert rec["book_total"] == 10.0 * len(labels) + 25.0 and rec["this_run"]["total"] == 30.0
+
+    from benchmarks.quickbook import book_timings
+    tm = book_timings(tmp_path / "timings.json")
+    assert tm["total"] == 105.0 and tm["pages added up"] == rec["book_total"]
