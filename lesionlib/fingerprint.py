@@ -93,8 +93,8 @@ def _source_of(entry: str) -> str:
     with _PARSE:
         body = ast.parse(text).body
     for part in qual.split("."):
-        node = next((n for n in body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                     and n.name == part), None)
+        node = next((n for n in reversed(body)  # the last definition of a name is the one that runs
+                     if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == part), None)
         if node is None:
             raise ImportError(f"training code {entry!r}: {modname} defines no class or function {part}")
         body = node.body

@@ -39,7 +39,7 @@ def label(name: str) -> str:
     if name == "imagenet":
         return "ImageNet (torchvision DenseNet201_Weights.DEFAULT)"
     if name == "natural-crops":
-        return "natural-crops (offline stand-in: DenseNet-201 pretrained on scikit-image photographs)"
+        return "natural-crops (offline stand-in: the profile's network pretrained on scikit-image photographs)"
     return f"user weights from {name}"
 
 

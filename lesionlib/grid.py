@@ -184,8 +184,8 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
     """Execute the grid's (page, direction) jobs, skipping pages that are up to date.
 
     With `parallel` > 1, up to that many pages run at once (each in its own kernel), in GRID order; the
-    `summary` pages, which read the others' runs, only after all of them (and side by side too: they read,
-    never train). Two pages that need the same training run never train it twice: the run cache's per-run
+    `summary` pages, which read the others' runs, only after all of them (and side by side too: they normally
+    only read; a run missing from the cache is trained once, under its lock). Two pages that need the same training run never train it twice: the run cache's per-run
     lock makes the second wait for the first.
     """
     executed = []
@@ -276,7 +276,8 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
     params = load_params(profile)  # validates before any work starts: parameters, then every sample on the data
     from .experiment import check_samples  # (torch: not for `lesionlib grid --help`)
 
-    check_samples(Profile.from_mapping(params))
+    P = Profile.from_mapping(params)
+    check_samples(P)
     name = Path(profile_path(profile)).stem
     stage = output / "_build" / "stage" / name
     known = {p.section for p in GRID}
@@ -292,13 +293,13 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
             old.unlink()
     jobs = [(p, d) for p in GRID if not sections or p.section in sections
             for d in (p.directions or (None,)) if d is None or not directions or d in directions]
-    timings = {}
+    timings, cached = {}, book_runs_cached(P)  # cached 0: a build from empty caches (what time targets mean)
     t_all = time.perf_counter()
     try:
         with shared_cluster(params):
             _execute(jobs, stage, root, params, name, force, timings, pages_at_once(params, parallel))
     except BaseException:
-        _record_timings(stage, timings, jobs)  # the pages that did finish keep their times
+        _record_timings(stage, timings, jobs, cached)  # the pages that did finish keep their times
         raise
     timings["notebooks"] = time.perf_counter() - t_all
     if build:
@@ -310,17 +311,27 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
         timings["html"] = time.perf_counter() - t0
         _log(f"book: {html / 'index.html'}")
     timings["total"] = time.perf_counter() - t_all
-    _record_timings(stage, timings, jobs)
+    _record_timings(stage, timings, jobs, cached)
     return timings
 
 
-def _record_timings(stage: Path, timings: dict, jobs) -> None:
+def book_runs_cached(P: Profile) -> int:
+    """How many of the training runs of the whole book on `P` are in its run cache already."""
+    from .cache import RunCache
+    from .experiment import grid_specs, unique_runs
+
+    cache = RunCache(P.cache_root())
+    return sum(cache.has(s) for s in unique_runs(s for specs in grid_specs(P).values() for s in specs.values()))
+
+
+def _record_timings(stage: Path, timings: dict, jobs, runs_cached: int | None = None) -> None:
     """Write `timings.json`: this run's seconds, and each page's seconds when it last executed.
 
     A resumed grid executes only some pages; `pages` keeps the others' last times so that `book_total`
     (every page plus the HTML build, added up) is the cost of the whole book, `complete` once every page has
     one. Pages that ran side by side overlap, so that sum exceeds the wall time: `book_wall` is the wall time
-    of the last grid run that executed every page and built the HTML (with the run cache as it was then).
+    of the last grid run that executed every page and built the HTML, and `book_wall_runs_cached` how many of
+    the book's runs its run cache held when it started (`runs_cached`; 0: from empty caches).
     """
     path = stage / "timings.json"
     try:
@@ -334,7 +345,8 @@ def _record_timings(stage: Path, timings: dict, jobs) -> None:
         pages["html"] = timings.get("html", old.get("html"))
     whole = all(k in timings for k in labels + ["html", "total"])
     record = {"this_run": timings, "pages": pages, "complete": all(k in pages for k in labels + ["html"]),
-              "book_total": sum(pages.values()), "book_wall": timings["total"] if whole else before.get("book_wall")}
+              "book_total": sum(pages.values()), "book_wall": timings["total"] if whole else before.get("book_wall"),
+              "book_wall_runs_cached": runs_cached if whole else before.get("book_wall_runs_cached")}
     tmp = path.with_suffix(".tmp")
     stage.mkdir(parents=True, exist_ok=True)
     tmp.write_text(json.dumps(record, indent=1))

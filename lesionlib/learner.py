@@ -48,6 +48,7 @@ def test_densenet(weights=None, progress: bool = True, **kwargs) -> DenseNet:
     return DenseNet(growth_rate=8, block_config=(1, 1), num_init_features=16, bn_size=2, **kwargs)
 
 
+test_densenet.__test__ = False  # a network, not a test: pytest must not collect it where it is imported
 ARCHS = {"densenet201": densenet201, "test_densenet": test_densenet}  # config.ARCH_NAMES -> torchvision builder
 model_meta[test_densenet] = model_meta[densenet201]  # fastai cuts its body and sizes its head as DenseNet-201's
 

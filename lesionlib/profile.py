@@ -260,6 +260,10 @@ def profile_path(name_or_path: str) -> Path:
     return path
 
 
+# Parameters added after the first profiles, with the value a profile file written before them meant.
+ADDED_LATER = {"arch": "densenet201"}
+
+
 def profile_values(name_or_path: str, _seen: tuple = ()) -> dict:
     """The parameter mapping of a profile file, with its `base` profile's values under its own."""
     path = profile_path(name_or_path)
@@ -270,7 +274,7 @@ def profile_values(name_or_path: str, _seen: tuple = ()) -> dict:
         raise ProfileError(f"{path} must hold a mapping of parameter: value")
     base = values.pop("base", None)
     if base is None:
-        return values
+        return {**ADDED_LATER, **values}
     if str(base) in _seen:
         raise ProfileError(f"{path}: base profiles form a loop: {' -> '.join(_seen + (str(base),))}")
     return {**profile_values(str(base), _seen + (str(name_or_path),)), **values}

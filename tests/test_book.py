@@ -1,5 +1,7 @@
 """The book's machinery: papermill on a params file, the grid, and a strict Jupyter Book build."""
 
+from dataclasses import replace
+
 import nbformat
 import pytest
 
@@ -93,6 +95,9 @@ def test_summary_pages_run_again_when_any_other_page_ran_else_stay(tmp_path, mon
     current.clear()  # nothing stale: nothing runs
     grid.run_grid("smoke", build=False, output=tmp_path, parallel=parallel)
     assert ran == []
+    current.add("conclusions")  # one summary page stale, the others up to date: it alone runs
+    grid.run_grid("smoke", build=False, output=tmp_path, parallel=parallel)
+    assert ran == ["conclusions"]
 
 
 def test_grid_rejects_unknown_sections_and_profiles(tmp_path):
@@ -212,15 +217,33 @@ def test_timings_keep_every_pages_last_time_and_the_wall_time_of_the_last_whole_
     from lesionlib import grid
 
     labels = [p.section + (f" [{d}]" if d else "") for p in GRID for d in (p.directions or (None,))]
-    grid._record_timings(tmp_path, {**dict.fromkeys(labels, 10.0), "notebooks": 100.0, "html": 5.0, "total": 105.0},
-                         [])
+    whole = {**dict.fromkeys(labels, 10.0), "notebooks": 100.0, "html": 5.0, "total": 105.0}
+    grid._record_timings(tmp_path, whole, [], 0)
     rec = json.loads((tmp_path / "timings.json").read_text())
     assert rec["complete"] and rec["book_wall"] == 105.0 and rec["book_total"] == 10.0 * len(labels) + 5.0
-    grid._record_timings(tmp_path, {"fig1 [brain_to_lung]": 30.0, "notebooks": 30.0, "total": 30.0}, [])
+    grid._record_timings(tmp_path, {"fig1 [brain_to_lung]": 30.0, "notebooks": 30.0, "total": 30.0}, [], 5)
     rec = json.loads((tmp_path / "timings.json").read_text())
     assert rec["book_wall"] == 105.0 and rec["pages"]["fig1 [brain_to_lung]"] == 30.0  # a resumed grid: kept
     assert rec["book_total"] == 10.0 * len(labels) + 25.0 and rec["this_run"]["total"] == 30.0
+    assert rec["book_wall_runs_cached"] == 0
 
     from benchmarks.quickbook import book_timings
     tm = book_timings(tmp_path / "timings.json")
     assert tm["total"] == 105.0 and tm["pages added up"] == rec["book_total"]
+    grid._record_timings(tmp_path, dict(whole, total=40.0), [], 379)  # every page again, every run cached
+    tm = book_timings(tmp_path / "timings.json")
+    assert "total" not in tm and tm["whole build, warm cache"] == 40.0  # not the book's cost: shown apart
+
+
+def test_the_grid_counts_the_books_runs_already_cached(tmp_path):
+    from lesionlib.cache import RunCache
+    from lesionlib.experiment import fig1_specs
+    from lesionlib.grid import book_runs_cached
+    from lesionlib.profile import load_profile
+
+    P = replace(load_profile("smoke"), cache_dir=str(tmp_path))
+    assert book_runs_cached(P) == 0
+    spec = fig1_specs(P, "brain_to_lung")[("High", "base", 0)]
+    RunCache(P.cache_root()).put(spec, {"probs": [0.5], "labels": [1], "n_out": 1})
+    RunCache(P.cache_root()).put({"role": "target", "other": 1}, {"probs": [0.5]})  # not one of the book's runs
+    assert book_runs_cached(P) == 1

@@ -8,7 +8,7 @@ from lesionlib.cache import spec_key
 from lesionlib.experiment import arm_spec, check_samples, fig1_specs, trained_parent, unique_runs
 from lesionlib.runner import Runner, results_frame
 from lesionlib.metrics import recall_precision
-from lesionlib.profile import Profile, ProfileError, load_params, load_profile
+from lesionlib.profile import Profile, ProfileError, load_params, load_profile, profile_path
 from lesionlib.report import arm_table, side_by_side
 
 
@@ -97,6 +97,10 @@ def test_a_profile_file_can_name_a_base_and_give_only_what_differs(tmp_path):
     (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
     with pytest.raises(ProfileError, match="base profiles form a loop"):
         load_profile(str(tmp_path / "a.yaml"))
+    older = tmp_path / "older.yaml"  # a whole profile written before `arch` existed
+    older.write_text("\n".join(line for line in profile_path("quick").read_text().splitlines()
+                                if not line.startswith("arch:")) + "\n")
+    assert load_profile(str(older)) == load_profile("quick")
     (tmp_path / "bad.yaml").write_text("base: quick\nepochs: 0\n")
     with pytest.raises(ProfileError, match="'epochs' must be an integer >= 1"):
         load_profile(str(tmp_path / "bad.yaml"))
