@@ -7,7 +7,7 @@ from its spec; every run takes all its epochs (early stopping makes it less: an 
 assumed share of the H100's dense bf16 peak.
 """
 from lesionlib.cache import spec_key
-from lesionlib.experiment import FIGURES, grid_specs, unique_runs
+from lesionlib.experiment import FIGURES, book_runs, grid_specs, unique_runs
 from lesionlib.profile import Profile, profile_values
 
 from .common import fmt, log, table
@@ -37,7 +37,7 @@ def labelled_runs(P: Profile) -> list[tuple[str, dict]]:
     for (figure, _direction), specs in groups.items():
         for spec in unique_runs(specs.values()):
             first.setdefault(spec_key(spec), figure)
-    runs = unique_runs([s for specs in groups.values() for s in specs.values()])
+    runs = book_runs(P)
     return [(s["role"] if s["role"] != "target" else first[spec_key(s)], s) for s in runs]
 
 

@@ -297,6 +297,11 @@ def grid_specs(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES))
     return {(f, d): FIGURES[f](P, d) for d in directions for f in figures}
 
 
+def book_runs(P: Profile) -> list:
+    """Every distinct training run of the whole book on `P`, parents first."""
+    return unique_runs(s for specs in grid_specs(P).values() for s in specs.values())
+
+
 def _source_params(dspec: dict) -> dict:
     """The keyword arguments a data spec passes to its source's builder (or index)."""
     return {k: v for k, v in dspec.items() if k not in ("source", "organ", "sha256")}

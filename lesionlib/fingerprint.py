@@ -89,7 +89,6 @@ def _source_of(entry: str) -> str:
     text = Path(spec.origin).read_text()
     if not qual:
         return text
-    node = None
     with _PARSE:
         body = ast.parse(text).body
     for part in qual.split("."):

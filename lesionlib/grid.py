@@ -185,8 +185,8 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
 
     With `parallel` > 1, up to that many pages run at once (each in its own kernel), in GRID order; the
     `summary` pages, which read the others' runs, only after all of them (and side by side too: they normally
-    only read; a run missing from the cache is trained once, under its lock). Two pages that need the same training run never train it twice: the run cache's per-run
-    lock makes the second wait for the first.
+    only read). Two pages that need the same training run never train it twice: the run cache's per-run lock
+    makes the second wait for the first.
     """
     executed = []
 
@@ -299,7 +299,7 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
         with shared_cluster(params):
             _execute(jobs, stage, root, params, name, force, timings, pages_at_once(params, parallel))
     except BaseException:
-        _record_timings(stage, timings, jobs, cached)  # the pages that did finish keep their times
+        _record_timings(stage, timings, cached)  # the pages that did finish keep their times
         raise
     timings["notebooks"] = time.perf_counter() - t_all
     if build:
@@ -311,25 +311,25 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
         timings["html"] = time.perf_counter() - t0
         _log(f"book: {html / 'index.html'}")
     timings["total"] = time.perf_counter() - t_all
-    _record_timings(stage, timings, jobs, cached)
+    _record_timings(stage, timings, cached)
     return timings
 
 
 def book_runs_cached(P: Profile) -> int:
     """How many of the training runs of the whole book on `P` are in its run cache already."""
     from .cache import RunCache
-    from .experiment import grid_specs, unique_runs
+    from .experiment import book_runs
 
     cache = RunCache(P.cache_root())
-    return sum(cache.has(s) for s in unique_runs(s for specs in grid_specs(P).values() for s in specs.values()))
+    return sum(cache.has(s) for s in book_runs(P))
 
 
-def _record_timings(stage: Path, timings: dict, jobs, runs_cached: int | None = None) -> None:
+def _record_timings(stage: Path, timings: dict, runs_cached: int | None = None) -> None:
     """Write `timings.json`: this run's seconds, and each page's seconds when it last executed.
 
-    A resumed grid executes only some pages; `pages` keeps the others' last times so that `book_total`
-    (every page plus the HTML build, added up) is the cost of the whole book, `complete` once every page has
-    one. Pages that ran side by side overlap, so that sum exceeds the wall time: `book_wall` is the wall time
+    A resumed grid executes only some pages; `pages` keeps the others' last times, `complete` once every page
+    has one, and `book_total` adds them up with the HTML build. Pages that ran side by side overlap, so that
+    sum exceeds the wall time: `book_wall` is the wall time
     of the last grid run that executed every page and built the HTML, and `book_wall_runs_cached` how many of
     the book's runs its run cache held when it started (`runs_cached`; 0: from empty caches).
     """

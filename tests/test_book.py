@@ -218,10 +218,10 @@ def test_timings_keep_every_pages_last_time_and_the_wall_time_of_the_last_whole_
 
     labels = [p.section + (f" [{d}]" if d else "") for p in GRID for d in (p.directions or (None,))]
     whole = {**dict.fromkeys(labels, 10.0), "notebooks": 100.0, "html": 5.0, "total": 105.0}
-    grid._record_timings(tmp_path, whole, [], 0)
+    grid._record_timings(tmp_path, whole, 0)
     rec = json.loads((tmp_path / "timings.json").read_text())
     assert rec["complete"] and rec["book_wall"] == 105.0 and rec["book_total"] == 10.0 * len(labels) + 5.0
-    grid._record_timings(tmp_path, {"fig1 [brain_to_lung]": 30.0, "notebooks": 30.0, "total": 30.0}, [], 5)
+    grid._record_timings(tmp_path, {"fig1 [brain_to_lung]": 30.0, "notebooks": 30.0, "total": 30.0}, 5)
     rec = json.loads((tmp_path / "timings.json").read_text())
     assert rec["book_wall"] == 105.0 and rec["pages"]["fig1 [brain_to_lung]"] == 30.0  # a resumed grid: kept
     assert rec["book_total"] == 10.0 * len(labels) + 25.0 and rec["this_run"]["total"] == 30.0
@@ -230,7 +230,7 @@ def test_timings_keep_every_pages_last_time_and_the_wall_time_of_the_last_whole_
     from benchmarks.quickbook import book_timings
     tm = book_timings(tmp_path / "timings.json")
     assert tm["total"] == 105.0 and tm["pages added up"] == rec["book_total"]
-    grid._record_timings(tmp_path, dict(whole, total=40.0), [], 379)  # every page again, every run cached
+    grid._record_timings(tmp_path, dict(whole, total=40.0), 379)  # every page again, every run cached
     tm = book_timings(tmp_path / "timings.json")
     assert "total" not in tm and tm["whole build, warm cache"] == 40.0  # not the book's cost: shown apart
 
