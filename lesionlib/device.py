@@ -6,6 +6,7 @@ torch only (no fastai, no torchvision): a page that computes run keys but trains
 from __future__ import annotations
 
 import inspect
+import os
 from contextlib import contextmanager
 from functools import wraps
 
@@ -54,18 +55,28 @@ def with_run_threads(f):
 
 
 GRAPHED = "bf16-mixed+cuda-graph"
+BF16_EAGER = "bf16-mixed"  # the same bf16 step without the graph: LESIONLIB_CUDA_GRAPH=0
+GRAPH_SWITCH = "LESIONLIB_CUDA_GRAPH"
+
+
+def cuda_graph_allowed() -> bool:
+    """False when the environment says LESIONLIB_CUDA_GRAPH=0 (to debug a step, or where a capture fails)."""
+    return os.environ.get(GRAPH_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def precision(device: torch.device) -> str:
-    """How training computes on `device`: bf16 autocast with the step in a CUDA graph on a GPU with native bf16,
-    fp16 autocast with a gradient scaler (fastai's loop, no graph) on an older GPU, fp32 on a CPU.
+    """How training computes on `device`: bf16 autocast with the step in a CUDA graph on a GPU with native bf16
+    (the same step eagerly under LESIONLIB_CUDA_GRAPH=0), fp16 autocast with a gradient scaler (fastai's loop, no
+    graph) on an older GPU, fp32 on a CPU. It is part of every run's key: the variants are never mixed up.
 
     A client that cannot see the GPU it specifies runs for says 'unknown' (its workers know)."""
     if device.type != "cuda":
         return "fp32"
     if not torch.cuda.is_available():
         return "unknown"
-    return GRAPHED if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16-mixed"
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        return "fp16-mixed"
+    return GRAPHED if cuda_graph_allowed() else BF16_EAGER
 
 
 def amp_dtype(prec: str) -> torch.dtype | None:

@@ -165,7 +165,7 @@ def make_learner(dls: DataLoaders, n_out: int = 1, arch: str = ARCH):
     layer trainable.
 
     Channels-last format everywhere (fastai's `ChannelsLast`). Training steps go through `TrainStep`: in
-    a CUDA graph under bf16 on a GPU with bf16, eagerly in fp32 on a CPU. An fp16 GPU keeps fastai's own
+    a CUDA graph under bf16 on a GPU with bf16 (eagerly under LESIONLIB_CUDA_GRAPH=0), eagerly in fp32 on a CPU. An fp16 GPU keeps fastai's own
     loop with `to_fp16` (its gradient scaler checks for overflow on the CPU: no graph).
     """
     prec = precision(torch.device(dls.device) if dls.device is not None else torch.device("cpu"))
@@ -174,7 +174,7 @@ def make_learner(dls: DataLoaders, n_out: int = 1, arch: str = ARCH):
     learner = vision_learner(dls, architecture(arch), n_out=n_out, pretrained=False, loss_func=loss,
                              opt_func=partial(keras_adam, capturable=prec == GRAPHED), cbs=cbs)
     learner.unfreeze()
-    if prec == GRAPHED:
+    if prec.startswith("bf16"):
         learner.to_bf16()  # the validation passes (TrainStep autocasts the training steps itself)
     elif prec == "fp16-mixed":
         learner.to_fp16()

@@ -39,7 +39,7 @@ class TrainStep(Callback):
 
     def before_fit(self):
         """No graph and no static tensors yet; remember the rates the graph will bake in."""
-        self.graph, self.static, self.out, self.steps = None, None, None, 0
+        self.graph, self.static, self.out, self.steps, self.side = None, None, None, 0, None
         self.hypers = self._rates()
 
     def before_batch(self):
@@ -75,7 +75,7 @@ class TrainStep(Callback):
 
     def after_fit(self):
         """Free the graph, its memory pool, the static tensors and the last step's gradients."""
-        self.graph, self.static, self.out = None, None, None
+        self.graph, self.static, self.out, self.side = None, None, None, None
         if self.opt is not None:
             self.opt.zero_grad()
 
@@ -92,18 +92,20 @@ class TrainStep(Callback):
             loss = self.loss_func(pred, y)
         loss.backward()
         self.opt.step()
-        return pred, loss
+        # detached: holding the step's autograd graph until the next step would keep its gradient-accumulation
+        # nodes, and the stream they were made on, alive into the next (torch warns, and a capture may break)
+        return pred.detach(), loss.detach()
 
     def _eager(self):
         """One step now (on CUDA on a side stream, as the capture recipe wants its warm-up steps)."""
         self.opt.zero_grad()
         if self.static[0].device.type != "cuda":
             return self._step()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        self.side = self.side or torch.cuda.Stream()  # one side stream for every warm-up step, as in the recipe
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
             out = self._step()
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream().wait_stream(self.side)
         return out
 
     def _captured(self):

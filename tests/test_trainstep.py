@@ -75,6 +75,8 @@ def test_precision_picks_bf16_and_a_graph_only_on_a_gpu_with_native_bf16(monkeyp
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert L.precision(cuda) == L.GRAPHED and L.amp_dtype(L.GRAPHED) == torch.bfloat16
     assert L.amp_dtype("fp16-mixed") == torch.float16
+    monkeypatch.setenv("LESIONLIB_CUDA_GRAPH", "0")  # the same bf16 step, eagerly (and another run key)
+    assert L.precision(cuda) == "bf16-mixed" and L.amp_dtype("bf16-mixed") == torch.bfloat16
 
 
 def test_the_learner_graphs_and_autocasts_as_its_precision_says(tiny, monkeypatch):
@@ -91,6 +93,8 @@ def test_the_learner_graphs_and_autocasts_as_its_precision_says(tiny, monkeypatc
 
     steps, amp, capturable = parts(L.GRAPHED)
     assert [(s.capture, s.dtype) for s in steps] == [(True, torch.bfloat16)] and amp == [AMPMode.BF16] and capturable
+    steps, amp, capturable = parts("bf16-mixed")  # LESIONLIB_CUDA_GRAPH=0: bf16, no graph
+    assert [(s.capture, s.dtype) for s in steps] == [(False, torch.bfloat16)] and amp == [AMPMode.BF16] and not capturable
     steps, amp, capturable = parts("fp32")
     assert [(s.capture, s.dtype) for s in steps] == [(False, None)] and amp == [] and not capturable
     steps, amp, capturable = parts("fp16-mixed")  # fastai's loop and its gradient scaler, no graph
