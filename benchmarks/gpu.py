@@ -16,13 +16,14 @@ import re
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from .common import ROOT, fmt, log, machine, table, write_json
 
 PAPER = dict(size=224, bs=64, warmup=3, batches=10, rounds=3)
 TINY = dict(size=32, bs=8, warmup=1, batches=2, rounds=2)
-LETTERS = {"lesionlib": "A", "eager": "B", "graphed": "C"}
+LETTERS = {"lesionlib": "A", "eager": "B", "graphed": "C", "lesionlib_autotuned": "D"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,6 +33,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="tiny sizes: 32x32, batch 8, 2 timed batches, a smoke-sized "
                                                        "grid (a check that everything runs)")
     p.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/gpu-<device name>.json)")
+    p.add_argument("--combine", nargs="+", type=Path, metavar="RESULT",
+                   help="measure nothing: merge earlier results of one device (e.g. one run with part a, one with "
+                        "--skip-rates --epochs 50) into one, re-fit and re-project part d, write --out")
+    p.add_argument("--skip-rates", action="store_true", help="skip part a (the images/s of the three loops): parts "
+                                                              "b-d only, e.g. to measure runs under the paper's epochs")
     p.add_argument("--epochs", type=int, default=10, help="cap on the epochs of the Fig 1 runs (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=0, help="train only the first N seeds of Fig 1 (0: all the profile's)")
     p.add_argument("--budget", type=float, default=450.0, metavar="SECONDS",
@@ -76,11 +82,13 @@ def free_device(device) -> None:
 def main(argv=None) -> int:
     """Run parts a to d, write the JSON, print the table."""
     a = parse_args(argv)
+    if a.combine:
+        return combine_main(a)
     t_start = time.perf_counter()
     import torch
 
     from .gpu_grid import fig1_grid, fixed_costs, grid_profile, prepare_data, projection, tiny_note, write_generic
-    from .gpu_plain import device_sync, interleaved_rates
+    from .gpu_plain import device_sync, interleaved_rates, lesionlib_warmup
     from .throughput import phantom_set
 
     device = torch.device(a.device)
@@ -99,17 +107,25 @@ def main(argv=None) -> int:
         log(f"phantom sets of {P.profile} at {P.image_size}x{P.image_size} (brain {P.phantom_pool['brain']}, lung "
             f"{P.phantom_pool['lung']}) into a temporary run cache")
         pending = prepare_data(P, parallel=not a.tiny)
-        ds = phantom_set((a.warmup + a.batches) * a.bs, a.size)
+        ds = None if a.skip_rates else phantom_set((lesionlib_warmup(a.warmup, device) + a.batches) * a.bs, a.size)
         if pending is not None:
             pending.get()
         R["data_s"] = time.perf_counter() - t0
         log(f"a. images/s at {a.size}x{a.size}, batch {a.bs}: lesionlib, eager and graphed, {a.rounds} rounds each")
-        R["rates"] = interleaved_rates(ds, device, a.bs, a.size, a.warmup, a.batches, a.rounds)
+        R["rates"] = None if a.skip_rates else interleaved_rates(ds, device, a.bs, a.size, a.warmup, a.batches,
+                                                                  a.rounds)
         free_device(device)
         log(f"c. Fig 1 of {P.profile} ({P.image_size}x{P.image_size}, at most {P.epochs} epochs) through Runner")
-        R["fig1"] = fig1_grid(P, device_sync(device), t_start + a.budget)
-    R["fixed_costs"] = fixed_costs(R["fig1"]["runs"])
-    R["projection"] = projection(R["fig1"]["runs"], P.epochs, a.paper)
+        try:
+            R["fig1"] = fig1_grid(P, device_sync(device), t_start + a.budget)
+            R["fixed_costs"] = fixed_costs(R["fig1"]["runs"])
+            R["projection"] = projection(R["fig1"]["runs"], P.epochs, a.paper)
+        except Exception:  # part a's rates are kept: a GPU's minutes are too dear to lose them
+            R["failed"], R["seconds"] = traceback.format_exc(), time.perf_counter() - t_start
+            write_json(out, R)
+            print("\n".join(rates_lines(R["rates"]) + ["", "parts b-d FAILED:", R["failed"],
+                                                        f"part a written to {out}"]))
+            return 1
     R["projection"]["note"] = tiny_note(P, R["projection"].get("paper_image_size", P.image_size))
     R["seconds"] = time.perf_counter() - t_start
     write_json(out, R)
@@ -117,22 +133,45 @@ def main(argv=None) -> int:
     return 0
 
 
+def combine_main(a) -> int:
+    """--combine: merge the named results into --out (default gpu-<device>.json) and print the report."""
+    import json
+
+    from .gpu_grid import combine
+
+    missing = [str(f) for f in a.combine if not f.is_file()]
+    if missing:
+        sys.exit(f"--combine: no such result file: {', '.join(missing)}")
+    R = combine([json.loads(f.read_text()) for f in a.combine], a.paper)
+    R["combined_files"] = [f.name for f in a.combine]
+    out = a.out or ROOT / "benchmarks/results" / f"gpu-{slug(R['device'])}.json"
+    write_json(out, R)
+    print(report(R, out))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ report
 
-def rates_lines(r: dict) -> list[str]:
+def rates_lines(r: dict | None) -> list[str]:
     """Part a's table."""
-    rows = [(f"{LETTERS[k]}. {k} ({r['precision']['lesionlib' if k == 'lesionlib' else 'plain']})",
+    if r is None:
+        return ["", "a. skipped (--skip-rates)"]
+    rows = [(f"{LETTERS[k]}. {k} ({r['precision']['lesionlib' if k.startswith('lesionlib') else 'plain']})",
              fmt(v["images_per_s"], "img/s"), "rounds " + ", ".join(f"{x:.0f}" for x in v["by_round"]))
             for k, v in r.items() if isinstance(v, dict) and "images_per_s" in v]
     g = r["ratio_lesionlib_to_graphed"]
     rows.append(("lesionlib / graphed", fmt(g, "", 2), f"target >= {r['target_ratio']}" if g is not None else
                  "no graphed loop here"))
     rows.append(("lesionlib / eager", fmt(r["ratio_lesionlib_to_eager"], "", 2), ""))
+    if r.get("ratio_autotuned_to_graphed") is not None:
+        rows.append(("lesionlib autotuned / graphed", fmt(r["ratio_autotuned_to_graphed"], "", 2),
+                     "cuDNN autotuner as B and C: the price of deterministic algorithms"))
     head = (f"a. DenseNet-201 training, {r['image_size']}x{r['image_size']}, batch {r['batch_size']}: "
             f"{r['warmup_batches']} warm-up + {r['timed_batches']} timed batches per round, order "
             + " ".join(LETTERS[x] for x in r["order"]))
     return ["", head, table(rows)] + [f"  {n}" for n in r["notes"]] + [
-        f"  cuDNN: lesionlib {r['cudnn']['lesionlib']} (as its runs set it), plain loops {r['cudnn']['plain']}"]
+        f"  cuDNN: lesionlib {r['cudnn']['lesionlib']} (as its runs set it), plain loops and D "
+        f"{r['cudnn']['plain']}"]
 
 
 def fixed_lines(fc: dict, image_size: int) -> list[str]:
@@ -180,8 +219,13 @@ def report(R: dict, out: Path) -> str:
     """The printed table of every part."""
     lines = [f"lesionlib GPU benchmark ({'TINY sizes' if R['tiny'] else 'paper sizes'}) on {R['device']}, {R['when']}, "
              f"{R['seconds']:.0f} s (phantom data generated in {R['data_s']:.0f} s)"]
+    if R.get("combined_from"):
+        lines.append("combined from: " + "; ".join(f"{c['when']}, at most {c['epochs_cap']} epochs, {c['runs']} runs"
+                                                  for c in R["combined_from"]))
     lines += rates_lines(R["rates"]) + fixed_lines(R["fixed_costs"], R["fig1"]["image_size"])
-    lines += grid_lines(R["fig1"]) + projection_lines(R["projection"])
+    for f in [R["fig1"], *R.get("fig1_more", [])]:
+        lines += grid_lines(f)
+    lines += projection_lines(R["projection"])
     return "\n".join(lines + ["", f"results written to {out}", ""])
 
 

@@ -198,9 +198,11 @@ def project_runs(coef: dict, runs: list, epochs_of) -> float:
     return sum(predicted_s(coef, r["n_train"], r["n_valid"], scored_on(r), epochs_of(r)) for r in runs)
 
 
-def projection(rows: list, cap: int, paper: str) -> dict:
+def projection(rows: list, cap: int, paper: str, epoch_rows: list | None = None) -> dict:
     """Part d: the paper grid's hours from the fit over `rows`, each run taking its group's measured epoch
-    fraction of the paper's epochs (also: every epoch, an upper bound; and the epochs measured here)."""
+    fraction of the paper's epochs (also: every epoch, an upper bound; and the epochs measured here).
+
+    The fractions come from `epoch_rows` (default `rows`), runs measured under at most `cap` epochs."""
     from lesionlib.profile import profile_values
 
     from .estimate import estimate_runs, grid_profile as estimate_profile, runs_by_kind
@@ -209,7 +211,7 @@ def projection(rows: list, cap: int, paper: str) -> dict:
     if coef is None:
         return {"skipped": f"{len(rows)} measured runs: need at least three to fit"}
     P = estimate_profile(profile_values(paper))
-    runs, frac = estimate_runs(P), epoch_fractions(rows, cap)
+    runs, frac = estimate_runs(P), epoch_fractions(epoch_rows or rows, cap)
     measured = {k: f * cap for k, f in frac.items()}
 
     def share(r):
@@ -233,3 +235,28 @@ def tiny_note(P, paper_size: int) -> str | None:
     return (f"measured at {P.image_size}x{P.image_size}, projected onto the paper's {paper_size}x{paper_size} runs: "
             "a check of the code only")
 
+
+
+# --------------------------------------------------------------------- several results as one
+
+def combine(results: list, paper: str) -> dict:
+    """Results of `python -m benchmarks.gpu` on one device as one result: part a from the first that has it,
+    the Fig 1 runs of all of them for part b and the run-time fit of part d, the epoch fractions from the runs
+    measured under the largest epoch cap (the paper's own when one was: a run allowed 10 epochs says little of
+    how many of 50 it takes before early stopping)."""
+    devices = {R["device"] for R in results}
+    if len(devices) != 1 or any(R["tiny"] for R in results):
+        raise ValueError(f"combine results of one device at the paper's sizes only; got devices {sorted(devices)}"
+                         f", tiny {[R['tiny'] for R in results]}")
+    rows = [dict(r, epochs_cap=R["fig1"]["epochs_cap"]) for R in results for r in R["fig1"]["runs"]]
+    cap = max(r["epochs_cap"] for r in rows)
+    first = next((R for R in results if R.get("rates")), results[0])
+    out = {**first, "fig1": first["fig1"], "fig1_more": [R["fig1"] for R in results if R is not first],
+           "combined_from": [{"when": R["when"], "epochs_cap": R["fig1"]["epochs_cap"], "runs": len(R["fig1"]["runs"]),
+                              "seconds": R["seconds"]} for R in results],
+           "fixed_costs": fixed_costs(rows),
+           "projection": projection(rows, cap, paper, [r for r in rows if r["epochs_cap"] == cap])}
+    out["projection"]["assumption"] += (f"; run times fitted over the {len(rows)} runs of "
+                                        f"{len(results)} measurements")
+    out["seconds"] = sum(R["seconds"] for R in results)
+    return out

@@ -11,6 +11,11 @@
   `Adam(capturable=True, fused=True)`, warm-up on a side stream, static input and target tensors),
   replayed after copying each batch into the static tensors. CUDA with bf16 only.
 
+D is A again with cuDNN's autotuner instead of its deterministic algorithms (what B and C use), on CUDA only:
+A against D is the price of run-for-run reproducibility, D against C that of the pipeline.
+A's and D's untimed batches include the step that records their graph (`lesionlib_warmup`): C records its
+graph before its rounds, and a run's capture is a fixed cost (parts b and c), not a steady rate.
+
 B and C train the very network lesionlib builds (fastai's `create_vision_model(densenet201, n_out=1)`),
 so the rates differ by the pipeline alone; they run with `cudnn.benchmark` on, as a tuned loop would.
 """
@@ -178,6 +183,15 @@ def lesionlib_round(learner, bs: int, warmup: int, sync) -> float:
     return steady_stats([fit_clock(learner, [edge_sync(warmup, sync)])], bs, warmup)["images_per_s"]
 
 
+def lesionlib_warmup(warmup: int, device: torch.device) -> int:
+    """lesionlib's untimed batches: `warmup`, and at least its eager warm-up steps and the capturing step
+    where it trains in a CUDA graph."""
+    from lesionlib.device import GRAPHED, precision
+    from lesionlib.trainstep import WARMUP_STEPS
+
+    return max(warmup, WARMUP_STEPS + 1) if precision(device) == GRAPHED else warmup
+
+
 def round_order(names: list, rounds: int) -> list:
     """`rounds` rounds of `names`, every other one reversed: A B C C B A A B C ..."""
     return [n for r in range(rounds) for n in (names if r % 2 == 0 else names[::-1])]
@@ -186,13 +200,16 @@ def round_order(names: list, rounds: int) -> list:
 def interleaved_rates(ds, device: torch.device, bs: int, size: int, warmup: int, timed: int, rounds: int) -> dict:
     """Part a: images/s of lesionlib (A), the eager loop (B) and the graphed loop (C) in interleaved rounds.
 
-    `ds` holds (warmup + timed) * bs phantom crops at `size`. C is left out off CUDA or without bf16."""
+    `ds` holds (lesionlib_warmup(warmup) + timed) * bs phantom crops at `size`. C is left out off CUDA or without
+    bf16, D off CUDA."""
     from lesionlib.device import precision  # how lesionlib trains on this device
 
     sync, notes = device_sync(device), []
     batches = random_batches(device, 4, bs, size)
+    lib_warmup = lesionlib_warmup(warmup, device)
     A = lesionlib_learner(ds, bs, device)
     det = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark  # as lesionlib's runs set them
+    D = lesionlib_learner(ds, bs, device) if device.type == "cuda" else None
     with cudnn_flags(False, True):
         B = EagerLoop(device)
         C = None
@@ -203,10 +220,15 @@ def interleaved_rates(ds, device: torch.device, bs: int, size: int, warmup: int,
         else:
             why = "not on CUDA" if device.type != "cuda" else "no bf16 on this GPU"
             notes.append(f"C (CUDA graph) skipped: {why}")
-    pipes = {"lesionlib": (det, lambda: lesionlib_round(A, bs, warmup, sync)),
+    pipes = {"lesionlib": (det, lambda: lesionlib_round(A, bs, lib_warmup, sync)),
              "eager": ((False, True), lambda: steps_rate(B.step, batches, warmup, timed, sync))}
     if C is not None:
         pipes["graphed"] = ((False, True), lambda: steps_rate(C.step, batches, warmup, timed, sync))
+    if D is not None:  # its graph is recorded under the autotuner's algorithms: the flags hold during its rounds
+        pipes["lesionlib_autotuned"] = ((False, True), lambda: lesionlib_round(D, bs, lib_warmup, sync))
+    if lib_warmup > warmup:
+        notes.append(f"lesionlib: {lib_warmup} untimed batches ({lib_warmup - 1} eager, then the one that records "
+                     "its CUDA graph)")
     order = round_order(list(pipes), rounds)
     by_round = {k: [] for k in pipes}
     for i, name in enumerate(order):
@@ -218,7 +240,10 @@ def interleaved_rates(ds, device: torch.device, bs: int, size: int, warmup: int,
     lib, ref = out["lesionlib"]["images_per_s"], out.get("graphed", {}).get("images_per_s")
     dtype = amp_dtype(device)
     return {**out, "order": order, "image_size": size, "batch_size": bs, "warmup_batches": warmup,
-            "timed_batches": timed, "ratio_lesionlib_to_graphed": lib / ref if ref else None,
+            "timed_batches": timed, "lesionlib_warmup_batches": lib_warmup,
+            "ratio_lesionlib_to_graphed": lib / ref if ref else None,
+            "ratio_autotuned_to_graphed": (out["lesionlib_autotuned"]["images_per_s"] / ref
+                                           if ref and "lesionlib_autotuned" in out else None),
             "ratio_lesionlib_to_eager": lib / out["eager"]["images_per_s"], "target_ratio": 0.8,
             "precision": {"lesionlib": precision(device),
                           "plain": str(dtype).replace("torch.", "") if dtype else "fp32"},

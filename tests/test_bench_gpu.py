@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the checkout, not a
 
 from benchmarks import runcost  # noqa: E402
 from benchmarks.estimate import estimate_runs, grid_profile  # noqa: E402
-from benchmarks.gpu_grid import epoch_fractions, fit_run_time, project_runs, projection  # noqa: E402
+from benchmarks.gpu_grid import combine, epoch_fractions, fit_run_time, project_runs, projection  # noqa: E402
 from lesionlib.profile import profile_values  # noqa: E402
 
 PAPER = str(ROOT / "params" / "paper.yaml")
@@ -150,3 +150,35 @@ def test_the_tiny_benchmark_runs_on_a_cpu(tmp_path):
     assert all(r["seconds"] > 0 and r["epochs_run"] == 1 and r["n_train"] > 0 for r in fig["runs"])
     assert R["projection"]["hours"] > 0 and R["projection"]["note"]
     assert "lesionlib / eager" in done.stdout and "d. The whole paper grid" in done.stdout
+
+
+def measured(rows, cap, rates=None, tiny=False) -> dict:
+    """A result of `python -m benchmarks.gpu` holding `rows` as Fig 1's runs under a cap of `cap` epochs
+    (each run's phases: all of it epochs)."""
+    rows = [dict(r, phases={**dict.fromkeys(runcost.PHASES, 0.0), "epochs": r["wall_s"]}) for r in rows]
+    return {"device": "GPU X", "tiny": tiny, "when": f"cap {cap}", "seconds": 10.0, "rates": rates,
+            "fig1": {"epochs_cap": cap, "runs": rows}}
+
+
+def test_combined_results_fit_every_run_and_take_epoch_shares_under_the_largest_cap():
+    rows = synthetic_rows()  # 4, 7 and 10 epochs of each run: under a cap of 10, 70 % on average
+    long = [dict(r, epochs_run=e, wall_s=true_seconds(r["n_train"], r["n_valid"], r["n_scored"], e))
+            for r, e in zip(rows[::3], (10, 15, 5, 20))]  # the same runs under a cap of 50: 25 % on average
+    R = combine([measured(rows, 10, rates={"lesionlib": 1}), measured(long, 50)], PAPER)
+    assert R["rates"] == {"lesionlib": 1} and len(R["combined_from"]) == 2 and len(R["fig1_more"]) == 1
+    p = R["projection"]
+    assert p["fit"]["runs"] == len(rows) + len(long)
+    assert p["fit"]["per_train_image_epoch_s"] == pytest.approx(TRUE["per_train_image_epoch_s"], rel=1e-6)
+    assert p["epochs_cap_measured"] == 50 and p["epoch_fractions"]["all"] == pytest.approx(0.25)
+    alone = projection(rows, 10, PAPER)
+    assert p["hours_all_epochs"] == pytest.approx(alone["hours_all_epochs"], rel=1e-6)  # the same run-time model
+    assert p["epoch_fractions"]["source"] == pytest.approx(0.4) and p["epoch_fractions"]["target"] == pytest.approx(0.2)
+    runs = estimate_runs(grid_profile(profile_values(PAPER)))
+    share = {"source": 0.4, "generic": 0.25}
+    by_hand = project_runs(TRUE, runs, lambda r: share.get(r["what"], 0.2) * r["epochs"]) / 3600
+    assert p["hours"] == pytest.approx(by_hand, rel=1e-6) and p["hours"] < alone["hours"]
+    assert {"source", "target"} <= set(R["fixed_costs"])
+    with pytest.raises(ValueError, match="one device"):
+        combine([measured(rows, 10), dict(measured(long, 50), device="GPU Y")], PAPER)
+    with pytest.raises(ValueError, match="paper's sizes"):
+        combine([measured(rows, 10, tiny=True)], PAPER)
