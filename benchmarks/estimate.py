@@ -7,7 +7,7 @@ from its spec; every run takes all its epochs (early stopping makes it less: an 
 assumed share of the H100's dense bf16 peak.
 """
 from lesionlib.cache import spec_key
-from lesionlib.experiment import FIGURES, book_runs, grid_specs, unique_runs
+from lesionlib.experiment import FIGURES, book_runs, counting_profile, grid_specs, unique_runs
 from lesionlib.profile import Profile, profile_values
 
 from .common import fmt, log, table
@@ -15,20 +15,6 @@ from .compute import densenet_flops
 
 
 # ------------------------------------------------------------------------------------- the runs
-
-def grid_profile(values: dict) -> Profile:
-    """A profile's parameters as a Profile with the profile's grid, on phantom data (no files needed).
-
-    The runs do not depend on where the data is. Only parameters are checked here (nothing is drawn):
-    paper.yaml's `phantom_pool` (the real sets' sizes) is large enough for the paper's sizes anyway. One thing does depend on the data: on phantom data the Controls page has
-    one condition per `control_shared` value, on real data one (`experiment.control_conditions`). So for
-    a profile of real data `control_shared` keeps only `phantom_shared`, whose condition is the profile.
-    """
-    v = {**values, "data_source": "phantom", "data_dir": None}
-    if values.get("data_source") != "phantom":
-        v["control_shared"] = [v["phantom_shared"]]
-    return Profile.from_mapping(v)
-
 
 def labelled_runs(P: Profile) -> list[tuple[str, dict]]:
     """Every distinct run of P's grid as (what, spec): 'generic', 'source', or the first figure that has it."""
@@ -90,7 +76,7 @@ def measure(a, R: dict, ctx: dict) -> None:
     """Section 5: the estimate for --paper into R['paper_h100'] (left out, and logged, when it fails)."""
     log("5/5 paper profile on one H100")
     try:
-        P = grid_profile(profile_values(str(a.paper)))
+        P = counting_profile(profile_values(str(a.paper)))
         pfl = densenet_flops(P.image_size)
         est = paper_estimate(P, pfl, a.h100_tflops, a.h100_util)
     except Exception as err:  # a profile or API lesionlib no longer accepts: keep the measurements above

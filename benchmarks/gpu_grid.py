@@ -205,12 +205,14 @@ def projection(rows: list, cap: int, paper: str, epoch_rows: list | None = None)
     The fractions come from `epoch_rows` (default `rows`), runs measured under at most `cap` epochs."""
     from lesionlib.profile import profile_values
 
-    from .estimate import estimate_runs, grid_profile as estimate_profile, runs_by_kind
+    from lesionlib.experiment import counting_profile
+
+    from .estimate import estimate_runs, runs_by_kind
 
     coef = fit_run_time(rows)
     if coef is None:
         return {"skipped": f"{len(rows)} measured runs: need at least three to fit"}
-    P = estimate_profile(profile_values(paper))
+    P = counting_profile(profile_values(paper))
     runs, frac = estimate_runs(P), epoch_fractions(epoch_rows or rows, cap)
     measured = {k: f * cap for k, f in frac.items()}
 

@@ -297,6 +297,20 @@ def grid_specs(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES))
     return {(f, d): FIGURES[f](P, d) for d in directions for f in figures}
 
 
+def counting_profile(values: dict) -> Profile:
+    """A profile's parameters as a Profile whose grid has the same runs but needs no data files (to count them).
+
+    The runs do not depend on where the data is, so the profile is validated on phantom data (its
+    parameters only: nothing is drawn). One thing does depend on the data: on phantom data the Controls
+    page has one condition per `control_shared` value, on real data one (`control_conditions`). So for
+    a profile of real data `control_shared` keeps only `phantom_shared`, whose condition is the profile.
+    """
+    v = {**values, "data_source": "phantom", "data_dir": None}
+    if values.get("data_source") != "phantom":
+        v["control_shared"] = [Profile.from_mapping(v).phantom_shared]
+    return Profile.from_mapping(v)
+
+
 def book_runs(P: Profile) -> list:
     """Every distinct training run of the whole book on `P`, parents first."""
     return unique_runs(s for specs in grid_specs(P).values() for s in specs.values())

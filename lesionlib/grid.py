@@ -37,7 +37,7 @@ class Page:
     notebook: str
     directions: tuple = ()
     summary: bool = False
-    inputs: tuple = ()  # files (relative to the project) whose content the page shows
+    inputs: tuple = ()  # files or globs (relative to the project) whose content the page shows
 
     def staged(self, direction: str | None) -> str:
         """Where the executed notebook goes in the staged book: one file per direction."""
@@ -59,8 +59,13 @@ GRID = (
     Page("conclusions", "book/conclusions.ipynb", summary=True),
     Page("intro", "book/intro.ipynb", summary=True),  # the findings at a glance: after every run exists
     Page("appendix", "book/reproducibility.ipynb", summary=True,
-         inputs=("benchmarks/results/latest.json",)),
+         inputs=("benchmarks/results/latest.json", "benchmarks/results/gpu-*.json")),
 )
+
+
+def _input_files(root: Path, pattern: str) -> list:
+    """The files a page's `inputs` entry names: one path, or every match of a glob (sorted; none is fine)."""
+    return sorted(root.glob(pattern)) if any(c in pattern for c in "*?[") else [root / pattern]
 
 
 def _log(msg: str) -> None:
@@ -195,7 +200,7 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
         out = stage / page.staged(direction)
         p = dict(params, **({"direction": direction} if direction else {}))
         label = page.section + (f" [{direction}]" if direction else "")
-        inputs = [root / f.format(profile=name) for f in page.inputs]
+        inputs = [f for pattern in page.inputs for f in _input_files(root, pattern.format(profile=name))]
         if not force and not stale and _is_current(out, _fingerprint(src, p, inputs)):
             _log(f"[{i}/{len(jobs)}] {label}: up to date")
             return

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the checkout, not an installed package
 
 from benchmarks import runcost  # noqa: E402
-from benchmarks.estimate import estimate_runs, grid_profile  # noqa: E402
+from benchmarks.estimate import estimate_runs  # noqa: E402
+from lesionlib.experiment import counting_profile  # noqa: E402
 from benchmarks.gpu_grid import combine, epoch_fractions, fit_run_time, project_runs, projection  # noqa: E402
 from lesionlib.profile import profile_values  # noqa: E402
 
@@ -42,7 +43,7 @@ def test_the_fit_recovers_the_run_time_model_and_projects_the_run_list_exactly()
         assert coef[k] == pytest.approx(v, rel=1e-6)
     assert coef["rms_residual_s"] == pytest.approx(0, abs=1e-6)
 
-    runs = estimate_runs(grid_profile(profile_values(PAPER)))
+    runs = estimate_runs(counting_profile(profile_values(PAPER)))
     assert {r["what"] for r in runs} >= {"source", "fig1"} and all(r["n_test"] for r in runs if r["what"] != "source")
     # a target is scored on its test set, a source on its validation set
     by_hand = sum(true_seconds(r["n_train"], r["n_valid"], r["n_test"] if r["what"] != "source" else r["n_valid"],
@@ -173,7 +174,7 @@ def test_combined_results_fit_every_run_and_take_epoch_shares_under_the_largest_
     alone = projection(rows, 10, PAPER)
     assert p["hours_all_epochs"] == pytest.approx(alone["hours_all_epochs"], rel=1e-6)  # the same run-time model
     assert p["epoch_fractions"]["source"] == pytest.approx(0.4) and p["epoch_fractions"]["target"] == pytest.approx(0.2)
-    runs = estimate_runs(grid_profile(profile_values(PAPER)))
+    runs = estimate_runs(counting_profile(profile_values(PAPER)))
     share = {"source": 0.4, "generic": 0.25}
     by_hand = project_runs(TRUE, runs, lambda r: share.get(r["what"], 0.2) * r["epochs"]) / 3600
     assert p["hours"] == pytest.approx(by_hand, rel=1e-6) and p["hours"] < alone["hours"]

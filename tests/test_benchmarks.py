@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the checkout, not an installed package
 
-from benchmarks.estimate import estimate_runs, grid_profile, paper_estimate  # noqa: E402
+from benchmarks.estimate import estimate_runs, paper_estimate  # noqa: E402
+from lesionlib.experiment import counting_profile  # noqa: E402
 from lesionlib.experiment import grid_specs, unique_runs  # noqa: E402
 from lesionlib.profile import Profile, profile_values  # noqa: E402
 
@@ -29,7 +30,7 @@ def grid_run_count(values: dict, data_dir: Path) -> int:
 @pytest.mark.parametrize("name", ["quick", "paper"])
 def test_the_estimate_counts_the_grids_own_runs(name, tmp_path):
     values = profile_values(str(ROOT / "params" / f"{name}.yaml"))
-    est = paper_estimate(grid_profile(values), FLOPS, 1.0, 1.0)
+    est = paper_estimate(counting_profile(values), FLOPS, 1.0, 1.0)
     assert est["runs"] == grid_run_count(values, tmp_path) > 0
     assert sum(est["runs_by_kind"].values()) == est["runs"]
     assert {"source", "fig1", "fig2", "fig3", "fig4"} <= set(est["runs_by_kind"])
@@ -37,7 +38,7 @@ def test_the_estimate_counts_the_grids_own_runs(name, tmp_path):
 
 
 def test_per_kind_counts_add_up_to_the_runs():
-    P = grid_profile(profile_values(str(ROOT / "params" / "quick.yaml")))
+    P = counting_profile(profile_values(str(ROOT / "params" / "quick.yaml")))
     runs, est = estimate_runs(P), paper_estimate(P, FLOPS, 1.0, 1.0)
     assert est["runs_by_kind"] == {k: sum(r["what"] == k for r in runs) for k in est["runs_by_kind"]}
     assert sum(est["runs_by_kind"].values()) == len(runs) == est["runs"]
@@ -46,7 +47,7 @@ def test_per_kind_counts_add_up_to_the_runs():
 
 def test_training_images_follow_the_epochs():
     values = profile_values(str(ROOT / "params" / "quick.yaml"))
-    few, more = (paper_estimate(grid_profile({**values, "epochs": e}), FLOPS, 1.0, 1.0) for e in (2, 4))
+    few, more = (paper_estimate(counting_profile({**values, "epochs": e}), FLOPS, 1.0, 1.0) for e in (2, 4))
     assert few["runs"] == more["runs"]
     assert more["train_image_epochs"] > few["train_image_epochs"]
     assert more["total_pflop"] > few["total_pflop"]

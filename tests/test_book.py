@@ -247,3 +247,19 @@ def test_the_grid_counts_the_books_runs_already_cached(tmp_path):
     RunCache(P.cache_root()).put(spec, {"probs": [0.5], "labels": [1], "n_out": 1})
     RunCache(P.cache_root()).put({"role": "target", "other": 1}, {"probs": [0.5]})  # not one of the book's runs
     assert book_runs_cached(P) == 1
+
+
+def test_a_page_reads_every_file_its_input_glob_matches(tmp_path):
+    """The appendix shows every benchmarks/results/gpu-*.json: a new or changed one makes it stale."""
+    from lesionlib.grid import _fingerprint, _input_files
+
+    (tmp_path / "r").mkdir()
+    assert _input_files(tmp_path, "r/gpu-*.json") == []  # no GPU measured yet: nothing to read
+    (tmp_path / "r" / "gpu-a.json").write_text("1")
+    (tmp_path / "r" / "latest.json").write_text("1")
+    assert _input_files(tmp_path, "r/gpu-*.json") == [tmp_path / "r" / "gpu-a.json"]
+    assert _input_files(tmp_path, "r/latest.json") == [tmp_path / "r" / "latest.json"]
+    src = ROOT / "book" / "reproducibility.ipynb"
+    before = _fingerprint(src, {}, _input_files(tmp_path, "r/gpu-*.json"))
+    (tmp_path / "r" / "gpu-b.json").write_text("2")
+    assert _fingerprint(src, {}, _input_files(tmp_path, "r/gpu-*.json")) != before

@@ -246,3 +246,19 @@ def test_shuffled_source_permutes_only_its_labels(cache_dir):
     assert not np.array_equal(both(t_tr, t_va), both(s_tr, s_va))  # ... on other lesions
     ds = R.dataset(true["sample"]["data"])
     assert np.array_equal(R.dataset(shuf["sample"]["data"]).labels, ds.labels)  # the data set itself is untouched
+
+
+def test_the_paper_grid_is_counted_with_one_controls_condition_on_real_data():
+    """counting_profile needs no data files, yet counts the Controls page as real data makes it: one
+    condition, where phantom data has one per `control_shared` value."""
+    from lesionlib.experiment import book_runs, controls_specs, counting_profile
+    from lesionlib.profile import profile_values
+
+    raw = profile_values(str(profile_path("paper")))
+    real, as_phantom = counting_profile(raw), counting_profile({**raw, "data_source": "phantom"})
+    assert real.data_source == "phantom" and real.data_dir is None  # nothing to read
+    assert len(real.control_shared) == 1 < len(as_phantom.control_shared)
+    per_condition = len(controls_specs(Profile.from_mapping({**raw, "data_source": "phantom", "data_dir": None,
+                                                              "control_shared": [0.5]}), "brain_to_lung"))
+    assert len(controls_specs(real, "brain_to_lung")) == per_condition
+    assert len(book_runs(real)) < len(book_runs(as_phantom))
