@@ -111,7 +111,9 @@ def main(argv=None) -> int:
         if pending is not None:
             pending.get()
         R["data_s"] = time.perf_counter() - t0
-        log(f"a. images/s at {a.size}x{a.size}, batch {a.bs}: lesionlib, eager and graphed, {a.rounds} rounds each")
+        if not a.skip_rates:
+            log(f"a. images/s at {a.size}x{a.size}, batch {a.bs}: lesionlib, eager and graphed, {a.rounds} rounds "
+                "each")
         R["rates"] = None if a.skip_rates else interleaved_rates(ds, device, a.bs, a.size, a.warmup, a.batches,
                                                                   a.rounds)
         free_device(device)

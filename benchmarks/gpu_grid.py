@@ -203,9 +203,8 @@ def projection(rows: list, cap: int, paper: str, epoch_rows: list | None = None)
     fraction of the paper's epochs (also: every epoch, an upper bound; and the epochs measured here).
 
     The fractions come from `epoch_rows` (default `rows`), runs measured under at most `cap` epochs."""
-    from lesionlib.profile import profile_values
-
     from lesionlib.experiment import counting_profile
+    from lesionlib.profile import profile_values
 
     from .estimate import estimate_runs, runs_by_kind
 
@@ -236,7 +235,6 @@ def tiny_note(P, paper_size: int) -> str | None:
         return None
     return (f"measured at {P.image_size}x{P.image_size}, projected onto the paper's {paper_size}x{paper_size} runs: "
             "a check of the code only")
-
 
 
 # --------------------------------------------------------------------- several results as one
