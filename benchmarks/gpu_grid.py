@@ -251,7 +251,7 @@ def combine(results: list, paper: str) -> dict:
     rows = [dict(r, epochs_cap=R["fig1"]["epochs_cap"]) for R in results for r in R["fig1"]["runs"]]
     cap = max(r["epochs_cap"] for r in rows)
     first = next((R for R in results if R.get("rates")), results[0])
-    out = {**first, "fig1": first["fig1"], "fig1_more": [R["fig1"] for R in results if R is not first],
+    out = {**first, "fig1_more": [R["fig1"] for R in results if R is not first],
            "combined_from": [{"when": R["when"], "epochs_cap": R["fig1"]["epochs_cap"], "runs": len(R["fig1"]["runs"]),
                               "seconds": R["seconds"]} for R in results],
            "fixed_costs": fixed_costs(rows),

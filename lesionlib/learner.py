@@ -165,8 +165,9 @@ def make_learner(dls: DataLoaders, n_out: int = 1, arch: str = ARCH):
     layer trainable.
 
     Channels-last format everywhere (fastai's `ChannelsLast`). Training steps go through `TrainStep`: in
-    a CUDA graph under bf16 on a GPU with bf16 (eagerly under LESIONLIB_CUDA_GRAPH=0), eagerly in fp32 on a CPU. An fp16 GPU keeps fastai's own
-    loop with `to_fp16` (its gradient scaler checks for overflow on the CPU: no graph).
+    a CUDA graph under bf16 on a GPU with bf16 (eagerly under LESIONLIB_CUDA_GRAPH=0), eagerly in fp32 on a
+    CPU. An fp16 GPU keeps fastai's own loop with `to_fp16` (its gradient scaler checks for overflow on the
+    CPU: no graph).
     """
     prec = precision(torch.device(dls.device) if dls.device is not None else torch.device("cpu"))
     loss = BCEWithLogitsLossFlat() if n_out == 1 else CrossEntropyLossFlat()
