@@ -40,6 +40,7 @@ class TrainConfig:
     arch: str = "densenet201"  # the network (π): the paper's DenseNet-201, or `test_densenet` for bookkeeping tests
     epochs: int = 10  # upper bound; early stopping usually ends sooner
     patience: int = 3  # epochs without a lower validation loss before stopping
+    min_steps: int = 0  # gradient steps a fit takes at least (more epochs if need be; no early stop before); 0: off
     lr: float = 1e-4
     batch_size: int = 64
     valid_frac: float = 0.2  # share of each training set held out (by patient) for early stopping

@@ -12,8 +12,9 @@ sample size, seeds), its training settings and the specification of the model it
 
 and three controls of ours (the Controls page), which LesAug must beat for a win to mean lesion knowledge:
 
-* ``lesshuf`` -- LesAug whose source model learnt the source organ with its labels permuted: the same
-  images and gradient steps, no label knowledge (separates lesion knowledge from a warm start)
+* ``lesshuf`` -- LesAug whose source model learnt the source organ with its labels permuted among its
+  training patients (early stopping still watches true labels): the same images and gradient steps, no
+  label knowledge (separates lesion knowledge from a warm start)
 * ``lesstat`` -- random weights with each parameter tensor's mean and variance of LesAug's source model
   (Raghu et al. 2019, "Transfusion": separates feature reuse from better-scaled initial weights)
 * ``agnstat`` -- the same with G's statistics
@@ -80,7 +81,9 @@ def sample_spec(P: Profile, organ: str, n: int, seed: int, fold: int | None = No
     whole set (the paper scores source models on no test set of their own organ).
     With `fold` = k, the sample is cut into `cv_folds` patient folds: fold k is the validation set
     for early stopping and the other folds are trained on (Fig 3's cross-validation).
-    With `labels` = "shuffled", the drawn sample's labels are permuted among its lesions (LesShuf's source).
+    With `labels` = "shuffled" (LesShuf's source), the training patients of the drawn sample trade their
+    labels among themselves, all slices of a patient alike; its validation patients keep their true labels
+    (`Runner.training_set`, `splits.permuted_patient_labels`).
     """
     if labels not in ("true", "shuffled"):
         raise ValueError(f"labels must be 'true' or 'shuffled', got {labels!r}")

@@ -250,6 +250,33 @@ class KeepBestWeights(TrackerCallback):
             self.model.load_state_dict(self.best_state)
 
 
+class EarlyStopping(EarlyStoppingCallback):
+    """fastai's `EarlyStoppingCallback` that may not end a fit before `min_steps` gradient steps
+    (`TrainConfig.min_steps`).
+
+    Patience is counted as fastai counts it (epochs since the last lower validation loss); when it runs
+    out before `min_steps` updates, the fit goes on, and stops at the first epoch end at or after
+    `min_steps` updates at which it is still out. Every trained epoch still competes for the weights kept
+    (`KeepBestWeights`). With `min_steps` = 0 it is fastai's callback exactly.
+    """
+
+    def __init__(self, monitor="valid_loss", patience=1, min_steps=0):
+        super().__init__(monitor=monitor, patience=patience)
+        self.min_steps = int(min_steps)
+
+    def after_epoch(self):
+        if self.learn.train_iter >= self.min_steps:
+            super().after_epoch()  # may stop
+        else:  # too early to stop: track the best loss and count patience only
+            TrackerCallback.after_epoch(self)
+            self.wait = 0 if self.new_best else self.wait + 1
+
+
+def epoch_cap(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """The most epochs a fit runs: `epochs`, or as many as `min_steps` gradient steps need."""
+    return max(cfg.epochs, math.ceil(cfg.min_steps / max(1, steps_per_epoch)))
+
+
 @with_run_threads
 def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: LesionSet | None = None) -> Model:
     """Fit on `d` from `init` (None: random weights), early-stopping on `valid`, keep the best epoch.
@@ -275,10 +302,12 @@ def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: L
     learner = make_learner(dls, n_out, cfg.arch)
     if init is not None:
         load_weights(learner, init, n_out, cfg.transfer_head)
+    epochs = epoch_cap(cfg, len(dls.train))  # `epochs`, or more where they take fewer than `min_steps` steps
     with learner.no_bar(), learner.no_logging():
         start_loss = float(learner.validate()[0])  # loss before any update (Fig 5 starts here)
-        learner.fit(cfg.epochs, lr=cfg.lr, cbs=[EarlyStoppingCallback(monitor="valid_loss", patience=cfg.patience),
-                                               KeepBestWeights(monitor="valid_loss")])
+        learner.fit(epochs, lr=cfg.lr, cbs=[EarlyStopping(monitor="valid_loss", patience=cfg.patience,
+                                                          min_steps=cfg.min_steps),
+                                            KeepBestWeights(monitor="valid_loss")])
     values = learner.recorder.values
     history = [{"epoch": 0, "train_loss": None, "valid_loss": start_loss}] + [
         {"epoch": i + 1, "train_loss": float(v[0]), "valid_loss": float(v[1])} for i, v in enumerate(values)]
@@ -288,6 +317,7 @@ def _fit(d: LesionSet, init: Model | None, cfg: TrainConfig, seed: int, valid: L
     best = min(history[1:], key=lambda h: h["valid_loss"]) if epochs_run else history[0]
     info = {"seconds": seconds, "epochs_run": epochs_run, "best_epoch": best["epoch"], "n_train": len(train),
             "steps": int(learner.train_iter), "steps_per_epoch": len(dls.train),  # gradient updates: the budget
+            "epoch_cap": epochs,
             "n_valid": len(valid), "images_per_s": (epochs_run * len(train)) / seconds if seconds else math.nan,
             "device": str(resolve_device(cfg.device))}
     return Model(state, n_out=n_out, arch=cfg.arch, history=history, fit_info=info, net=learner.model)

@@ -43,6 +43,7 @@ class Profile:
     arch: str
     epochs: int
     patience: int
+    min_steps: int
     lr: float
     batch_size: int
     valid_frac: float
@@ -146,6 +147,9 @@ class Profile:
              f"must be null or a Dask scheduler address like 'tcp://host:8786', got {self.scheduler!r}")
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "must be an integer >= 1")
         need(isinstance(self.patience, int) and self.patience >= 1, "patience", "must be an integer >= 1")
+        need(isinstance(self.min_steps, int) and not isinstance(self.min_steps, bool) and self.min_steps >= 0,
+             "min_steps", f"must be an integer >= 0 (gradient steps every lesion fit takes at least; 0: no minimum), "
+             f"got {self.min_steps!r}")
         need(0 < self.lr < 1, "lr", f"must lie in (0, 1), got {self.lr!r}")
         need(isinstance(self.batch_size, int) and self.batch_size >= 2, "batch_size", "must be an integer >= 2")
         need(0 < self.valid_frac < 1, "valid_frac", f"must lie in (0, 1), got {self.valid_frac!r}")
@@ -202,9 +206,10 @@ class Profile:
 
     def train_config(self) -> TrainConfig:
         """The settings of Learn and Transfer for lesion models."""
-        return TrainConfig(arch=self.arch, epochs=self.epochs, patience=self.patience, lr=self.lr,
-                           batch_size=self.batch_size, valid_frac=self.valid_frac, transfer_head=self.transfer_head,
-                           max_rotate=self.max_rotate, max_shift=self.max_shift, flip=self.flip, device=self.device)
+        return TrainConfig(arch=self.arch, epochs=self.epochs, patience=self.patience, min_steps=self.min_steps,
+                           lr=self.lr, batch_size=self.batch_size, valid_frac=self.valid_frac,
+                           transfer_head=self.transfer_head, max_rotate=self.max_rotate, max_shift=self.max_shift,
+                           flip=self.flip, device=self.device)
 
     def source_size(self, organ: str, name: str = "High") -> int:
         return int(self.source_sizes[organ][name])
@@ -261,7 +266,7 @@ def profile_path(name_or_path: str) -> Path:
 
 
 # Parameters added after the first profiles, with the value a profile file written before them meant.
-ADDED_LATER = {"arch": "densenet201"}
+ADDED_LATER = {"arch": "densenet201", "min_steps": 0}
 
 
 def profile_values(name_or_path: str, _seen: tuple = ()) -> dict:

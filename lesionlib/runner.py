@@ -19,7 +19,7 @@ from .cache import RunCache, spec_key
 from .config import TrainConfig
 from .data import PreparedSetError, build_lesions, load_lesions, save_lesions
 from .data.lesions import LesionSet
-from .data.splits import permuted_labels, sample_indices
+from .data.splits import permuted_patient_labels, sample_indices
 from .experiment import (_source_params, describe, env_spec, prepared_sha256, trained_here, trained_parent,
                          unique_runs)
 from .fingerprint import training_code
@@ -91,12 +91,15 @@ class Runner:
 
     def training_set(self, sspec: dict, valid_frac: float | None = None, seed: int = 0):
         """(training set, validation set) of a sample spec: Fig 3's fold, or `valid_frac` of it held out by
-        patient (the split early stopping watches); without either, the validation set is None."""
+        patient (the split early stopping watches); without either, the validation set is None.
+
+        With shuffled labels (LesShuf's source), the training patients trade their labels among themselves,
+        all slices of a patient alike (`permuted_patient_labels`); the validation patients keep their true
+        labels, so that early stopping and the best epoch watch the true task, as for LesAug's source."""
         ds = self.dataset(sspec["data"])
         train, valid, _ = sample_indices(ds, sspec, valid_frac, seed)
-        if sspec.get("labels") == "shuffled":  # LesShuf's source: same lesions, labels permuted among them
-            ds = ds.with_labels(permuted_labels(ds.labels, train if valid is None else np.concatenate([train, valid]),
-                                                sspec["sample_seed"]))
+        if sspec.get("labels") == "shuffled":
+            ds = ds.with_labels(permuted_patient_labels(ds.labels, ds.patients, train, sspec["sample_seed"]))
         return ds.subset(train), None if valid is None else ds.subset(valid)
 
     def test_set(self, sspec: dict) -> LesionSet:
@@ -233,7 +236,7 @@ def results_frame(specs: dict, results: list, names=("size", "arm", "seed"), boo
 
     With `bootstrap` > 0, each run also gets a 95 % percentile-bootstrap interval of R and P over its
     test patients (columns recall_lo, recall_hi, precision_lo, precision_hi). `degenerate` names a run
-    that called every test lesion malignant, or none: its R and P say nothing about ranking (see AUC).
+    that called (nearly) every test lesion one class, >= 90 %: its R and P say little about ranking (see AUC).
     """
     import pandas as pd
 
@@ -247,7 +250,8 @@ def results_frame(specs: dict, results: list, names=("size", "arm", "seed"), boo
         # AUC needs no threshold: it shows whether a model ranks lesions at all when R/P are degenerate.
         auc = roc_auc_score(res["labels"], res["probs"]) if len(set(res["labels"])) == 2 else float("nan")
         rows.append({**dict(zip(names, key)), **({} if "arm" in names else {"arm": "lesaug"}),
-                     "n_t": spec["sample"]["n"], "n_s": n_s, "n_test": s["n"], "recall": s["recall"], "precision": s["precision"],
+                     "n_t": spec["sample"]["n"], "n_s": n_s, "n_test": s["n"], "positives": s["positives"],
+                     "recall": s["recall"], "precision": s["precision"],
                      "f2": s["f2"], "auc": auc, "predicted malignant": s["predicted_positive"],
                      "degenerate": degenerate(s["predicted_positive"], s["n"]),
                      "epochs": res["fit"]["epochs_run"], "best epoch": res["fit"]["best_epoch"],

@@ -241,9 +241,9 @@ def test_shuffled_source_permutes_only_its_labels(cache_dir):
     for a, b in ((t_tr, s_tr), (t_va, s_va)):
         assert np.array_equal(a.images, b.images) and np.array_equal(a.ids, b.ids)
         assert np.array_equal(a.patients, b.patients)
-    both = lambda tr, va: np.concatenate([tr.labels, va.labels])  # noqa: E731
-    assert sorted(both(t_tr, t_va)) == sorted(both(s_tr, s_va))  # the same class counts ...
-    assert not np.array_equal(both(t_tr, t_va), both(s_tr, s_va))  # ... on other lesions
+    assert sorted(t_tr.labels) == sorted(s_tr.labels)  # the same training class counts (one slice per patient) ...
+    assert not np.array_equal(t_tr.labels, s_tr.labels)  # ... on other lesions
+    assert np.array_equal(t_va.labels, s_va.labels)  # early stopping watches the true labels (test_controls_matched.py)
     ds = R.dataset(true["sample"]["data"])
     assert np.array_equal(R.dataset(shuf["sample"]["data"]).labels, ds.labels)  # the data set itself is untouched
 
@@ -262,3 +262,29 @@ def test_the_paper_grid_is_counted_with_one_controls_condition_on_real_data():
                                                               "control_shared": [0.5]}), "brain_to_lung"))
     assert len(controls_specs(real, "brain_to_lung")) == per_condition
     assert len(book_runs(real)) < len(book_runs(as_phantom))
+
+
+def test_min_steps_is_a_checked_profile_parameter_and_part_of_every_run_spec(cache_dir, tmp_path):
+    """`min_steps` (gradient steps a fit takes at least): checked with an error naming it, 0 in smoke and paper,
+    part of TrainConfig and so of each run's spec and key, and trained as the spec says."""
+    import re
+
+    from lesionlib.profile import profile_values
+    good = load_params("smoke")
+    for bad in (-1, 2.5, "40", True, None):
+        with pytest.raises(ProfileError, match=r"parameter 'min_steps' must be an integer >= 0 .*got "
+                                               + re.escape(repr(bad))):
+            Profile.from_mapping(dict(good, min_steps=bad))
+    assert load_profile("smoke").min_steps == 0 == profile_values("paper")["min_steps"]
+    assert load_profile("quick").min_steps > 0
+    assert Profile.from_mapping(dict(good, min_steps=6)).train_config().min_steps == 6
+    older = tmp_path / "older.yaml"  # a whole profile written before `min_steps` existed: no minimum
+    older.write_text("\n".join(line for line in profile_path("smoke").read_text().splitlines()
+                                if not line.startswith("min_steps:")) + "\n")
+    assert load_profile(str(older)) == load_profile("smoke")
+    P = tiny_profile(cache_dir)
+    base0, base6 = (arm_spec(replace(P, min_steps=k), "base", "brain_to_lung", 12, 16, 0) for k in (0, 6))
+    assert base0["train"]["min_steps"] == 0 and base6["train"]["min_steps"] == 6
+    assert spec_key(base0) != spec_key(base6)
+    fit = Runner(replace(P, min_steps=6), log=lambda m: None).ensure(base6)["fit"]
+    assert P.epochs * fit["steps_per_epoch"] < 6 <= fit["steps"]  # one epoch would have been too few steps

@@ -236,3 +236,76 @@ def test_weight_statistics_init_keeps_each_tensors_mean_and_variance_only(tiny_m
             checked += 1
     assert checked > 100  # DenseNet-201 has hundreds of such tensors
     assert torch.equal(moment_matched(tiny_model, 3).state_dict["0.0.conv0.weight"], m.state_dict["0.0.conv0.weight"])
+
+
+# --- min_steps: a minimum budget in gradient steps -------------------------------------------------------------
+
+SMALL = TrainConfig(arch="test_densenet", epochs=2, patience=1, batch_size=8, valid_frac=0.25, lr=3e-3, device="cpu")
+
+
+def _stop_epoch(history, patience, min_steps, steps_per_epoch, cap):
+    """The epoch fastai's early stopping, held off until `min_steps` updates, ends a fit on `history` at."""
+    best, wait = float("inf"), 0
+    for h in history[1:]:
+        if h["valid_loss"] < best:
+            best, wait = h["valid_loss"], 0
+        else:
+            wait += 1
+        if wait >= patience and h["epoch"] * steps_per_epoch >= min_steps:
+            return h["epoch"]
+    return cap
+
+
+def test_min_steps_raises_the_epoch_cap_to_the_steps_it_needs(tiny):
+    """12 training lesions in batches of 8: 1 step per epoch, so 2 epochs are 2 steps; min_steps=7 makes it
+    7 epochs (7 steps); in batches of 4 (3 steps per epoch) ceil(7 / 3) = 3 epochs, 9 steps."""
+    import math
+    from dataclasses import replace
+    m = learn(tiny, replace(SMALL, lr=1e-4, min_steps=7), seed=0)
+    f = m.fit_info
+    assert f["steps_per_epoch"] == 1 and f["steps"] >= 7 and f["epochs_run"] == f["epoch_cap"] == 7
+    assert len(m.history) == 1 + f["epochs_run"]
+    m4 = learn(tiny, replace(SMALL, lr=1e-4, batch_size=4, min_steps=7), seed=0)
+    f = m4.fit_info
+    assert f["steps_per_epoch"] > 1 and f["epoch_cap"] == max(SMALL.epochs, math.ceil(7 / f["steps_per_epoch"]))
+    assert f["steps"] == f["steps_per_epoch"] * f["epochs_run"] >= 7
+    assert learn(tiny, replace(SMALL, lr=1e-4, min_steps=0), seed=0).fit_info["steps"] <= SMALL.epochs
+
+
+def test_early_stopping_never_ends_a_fit_before_min_steps(tiny):
+    """At lr 3e-3 the validation loss soon rises, so fastai's early stopping ends the fit after a few of its
+    8 epochs. With min_steps 3 steps beyond that point, the same fit (same losses up to there) goes on to
+    min_steps at least, then stops as soon as patience is out; every trained epoch still competes for the
+    weights kept."""
+    from dataclasses import replace
+    cfg = replace(SMALL, epochs=8)
+    a, seed = next((m, s) for s in range(8) if (m := learn(tiny, cfg, seed=s)).fit_info["epochs_run"] <= 4)
+    stop = a.fit_info["epochs_run"]  # one step per epoch: `stop` steps
+    b = learn(tiny, replace(cfg, min_steps=stop + 3), seed=seed)
+    f = b.fit_info
+    assert f["steps_per_epoch"] == 1 and f["steps"] >= stop + 3 and f["epoch_cap"] == 8
+    assert b.history[:stop + 1] == a.history  # the same fit until fastai's rule would have stopped it
+    assert f["epochs_run"] == _stop_epoch(b.history, cfg.patience, stop + 3, 1, f["epoch_cap"])
+    best = 1 + int(np.argmin([h["valid_loss"] for h in b.history[1:]]))
+    assert f["best_epoch"] == best  # all trained epochs compete, those before min_steps included
+
+
+def test_min_steps_zero_is_fastais_early_stopping_exactly(tiny, monkeypatch):
+    """min_steps = 0 (and any min_steps the epochs reach anyway) trains bit for bit as fastai's own
+    EarlyStoppingCallback did before min_steps existed."""
+    from dataclasses import replace
+
+    from fastai.callback.tracker import EarlyStoppingCallback
+    from lesionlib import learner as L
+    cfg = replace(SMALL, epochs=8)
+    ours = [learn(tiny, replace(cfg, min_steps=k), seed=s) for k, s in ((0, 2), (2, 2), (0, 0))]
+
+    class Plain(EarlyStoppingCallback):  # what _fit passed to learner.fit before min_steps
+        def __init__(self, monitor, patience, min_steps):
+            super().__init__(monitor=monitor, patience=patience)
+
+    monkeypatch.setattr(L, "EarlyStopping", Plain)
+    plain = [learn(tiny, replace(cfg, min_steps=k), seed=s) for k, s in ((0, 2), (2, 2), (0, 0))]
+    for m, p in zip(ours, plain):
+        assert m.history == p.history and m.fit_info["steps"] == p.fit_info["steps"]
+        assert all(torch.equal(m.state_dict[k], p.state_dict[k]) for k in m.state_dict)

@@ -130,12 +130,22 @@ def sample_indices(ds, sspec: dict, valid_frac: float | None = None, seed: int =
     return train, valid, test
 
 
-def permuted_labels(labels: np.ndarray, idx, seed: int) -> np.ndarray:
-    """A copy of `labels` whose entries at positions `idx` are permuted among themselves (seeded).
+def permuted_patient_labels(labels: np.ndarray, patients, idx, seed: int) -> np.ndarray:
+    """A copy of `labels` in which the patients of `idx` trade their labels (seeded): LesShuf's source sample.
 
-    The class counts of the sample stay exactly as drawn; which lesion carries which label is random.
+    The patients of `idx` are put in a seeded random permutation and each takes the class of the patient
+    it is mapped to, on every one of its lesions in `idx`: one patient's slices never disagree. A patient's
+    class is that of its first lesion in `idx` (as in the splits' stratification). So the class counts over
+    the patients of `idx` stay exactly as drawn (lesion counts too where patients have equally many
+    lesions); a patient may keep its own class, as in any uniform permutation (forbidding that would make
+    the new labels anti-correlated with the true ones). Labels outside `idx` are left as they are.
     """
     out = np.array(labels, copy=True)
     idx = np.asarray(idx, dtype=int)
-    out[idx] = np.random.default_rng([int(seed), 0x5EED]).permutation(out[idx])
+    if len(idx) == 0:
+        return out
+    _, first, inverse = np.unique(np.asarray(patients)[idx], return_index=True, return_inverse=True)
+    classes = out[idx][first]  # one class per patient, patients in sorted order (deterministic)
+    rng = np.random.default_rng([int(seed), 0x5EED, 0xA7])
+    out[idx] = rng.permutation(classes)[np.asarray(inverse).reshape(-1)]
     return out
