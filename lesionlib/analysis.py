@@ -10,7 +10,7 @@ import pandas as pd
 
 from .experiment import FIGURES, KEY_NAMES
 from .runner import Runner, results_frame
-from .metrics import f2_from_rp
+from .metrics import f2_floor, f2_from_rp
 from .profile import SIZE_NAMES
 
 
@@ -33,6 +33,11 @@ def mean_f2(frame: pd.DataFrame, row: str) -> pd.DataFrame:
     f = pd.Series({k: f2_from_rp(r, p) for k, (r, p) in g.iterrows()}).unstack()
     order = [s for s in SIZE_NAMES if s in f.index] or sorted(f.index)
     return f.loc[order]
+
+
+def f2_floor_of(frame: pd.DataFrame) -> float:
+    """F2 of calling every lesion of the frame's test set malignant (`metrics.f2_floor` at its malignant share)."""
+    return f2_floor(float(frame["positives"].iloc[0]) / float(frame["n_test"].iloc[0]))
 
 
 def f2_gap(frame: pd.DataFrame, row: str) -> pd.Series:
@@ -108,7 +113,7 @@ def convergence(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def degenerate_runs(frame: pd.DataFrame, arms=("base", "lesagn", "lesaug")) -> str:
-    """The degenerate runs (every or no test lesion called malignant) among `arms`, for the Conclusions page."""
+    """The degenerate runs (at least 90 % of the test lesions called one class) among `arms`, for the Conclusions page."""
     if "degenerate" not in frame:
         return ""
     bad = frame[frame["arm"].isin(arms) & frame["degenerate"].astype(bool)]
@@ -117,9 +122,18 @@ def degenerate_runs(frame: pd.DataFrame, arms=("base", "lesagn", "lesaug")) -> s
                      for _, r in bad.iterrows())
 
 
+def prior_loss(result: dict) -> float:
+    """Binary cross-entropy on a run's validation patients of calling every lesion malignant with the training
+    set's malignant share: what a head that learnt only the class prior scores (the start-loss yardstick)."""
+    t, v = result["train_counts"], result["valid_counts"]
+    p = min(max(t["malignant"] / max(t["lesions"], 1), 1e-6), 1 - 1e-6)
+    q = v["malignant"] / max(v["lesions"], 1)
+    return float(-(q * np.log(p) + (1 - q) * np.log(1 - p)))
+
+
 def control_runs(runner: Runner, direction: str) -> pd.DataFrame:
-    """The Controls page's runs, one row per (shared, arm, seed): scores, the loss before training, the best
-    epoch, and the budget: gradient steps and seconds of the run and of the source model it starts from
+    """The Controls page's runs, one row per (shared, arm, seed): scores, the loss before training (and the
+    class-prior loss it is measured against, `prior_loss`), the best epoch, and the budget: gradient steps and seconds of the run and of the source model it starts from
     (G's cost is left out: every arm but Base pays it alike)."""
     from .experiment import trained_parent
 
@@ -129,7 +143,8 @@ def control_runs(runner: Runner, direction: str) -> pd.DataFrame:
     for (cond, arm, seed), res in zip(specs, results):
         parent = trained_parent(specs[(cond, arm, seed)])
         src = runner.result(parent) if parent is not None and parent["role"] == "source" else None
-        rows.append({"start": res["history"][0]["valid_loss"], "steps": res["fit"]["steps"],
+        rows.append({"start": res["history"][0]["valid_loss"], "prior loss": prior_loss(res),
+                     "steps": res["fit"]["steps"],
                      "source steps": src["fit"]["steps"] if src else 0,
                      "source seconds": src["seconds"] if src else 0.0})
     out = pd.concat([frame, pd.DataFrame(rows)], axis=1)

@@ -1,28 +1,37 @@
-"""One comparison, one interval, one sign: paired bootstrap replicates and the Controls page's verdicts.
+"""One comparison, one interval, one sign: intervals that cover with few seeds, Holm, and the Controls page.
 
-A comparison is a difference between two cells (say F2 of LesAug minus F2 of LesAgn in one row of Fig 1).
-It gets a 95 % interval (`interval`), and its sign is +1 when the interval lies above 0, -1 below, 0 when
-it straddles 0 (`sign`); a comparison the paper says is positive is then decided on its own
-(`sign_verdict`). The paper's findings combine several comparisons with rules (`lesionlib.verdicts`);
-the Controls page decides each comparison alone (`control_verdicts`).
+A comparison is a linear contrast of cells (say AUC of LesAug minus AUC of LesAgn in one row of Fig 1).
+It is decided on **skill** (the AUC: threshold-free) and reported beside on the paper's F2 at the fixed
+threshold 0.5. Its sign is +1 when its 95 % interval lies above 0, -1 below, 0 when it holds 0 (`sign`).
 
-The intervals come from bootstrap replicates that are drawn jointly for every cell of one direction,
-so differences between arms are paired:
+Where the uncertainty comes from (ours, `cell_replicates` and `seed_comparison`): every run of a
+direction is scored on one test set, so a difference between arms varies (1) from seed to seed and
+(2) with the test patients, who are common to every seed. The variance of the mean over S seeds of a
+per-seed difference d_s is
 
-* ours (`run_replicates`, `auc_replicates`): resample the test **patients** (all runs of a direction
-  share one test set) and, with several seeds, the seeds too; F2 of a cell is the F2 of the mean R and
-  P over its (drawn) seeds;
-* the paper's (`paper_replicates`): it reports one R and P per cell. We give each cell the sampling error
-  of the paper's 200-lesion test set (binomial counts at the organ's malignant fraction; arms
-  independent, as the paper gives no joint counts). Cells the paper prints with identical numbers in
-  Fig 1 and Fig 2 are the same run and share replicates.
+    Var(mean d) = (Var(d_s) - C) / S + C,
+
+C being the covariance between two seeds' d that the shared test patients create. The between-seed
+sample variance estimates the first term (with S - 1 degrees of freedom); a bootstrap over test
+patients, the same draws for every cell and seed, estimates C as the mean covariance between different
+seeds' replicates. The interval is a Student-t one with Welch-Satterthwaite degrees of freedom
+(t with S - 1 df when seeds dominate). One seed leaves the seed variance unknown: such an interval is
+never decisive, nor is one whose estimated variance is 0. `lesionlib.simulation` measures coverage.
+
+The paper's cells (`paper_replicates`) are one run each: they get the sampling error of a 200-lesion test
+set and the run-to-run spread that the paper's own Fig 3 ranges imply; their intervals are percentiles of
+those replicates. A finding that combines several comparisons adjusts them with Holm (`holm_signs`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .experiment import ARM_LABELS
+from .profile import DIRECTIONS
 from .runner import THRESHOLD
 
 LEVEL = 0.95
@@ -31,6 +40,9 @@ LEVEL = 0.95
 # Cheng's 1426 gliomas of 3064 slices; LIDC nodules with >= 3 readers: 38 % (lesionlib's table).
 PAPER_TEST_SIZE = 200
 PAPER_MALIGNANT_FRACTION = {"brain": 1426 / 3064, "lung": 0.38}
+# Expected range of 5 independent normal draws in units of their sd (Fig 3: 5 folds): sd = range / 2.326.
+RANGE_OF_5 = 2.326
+METRICS = ("auc", "f2")  # skill (decides), the paper's measure (reported beside)
 
 
 # --- signs and intervals ---------------------------------------------------------------------------
@@ -57,7 +69,106 @@ def interval(point: float, reps, level: float = LEVEL) -> tuple[float, float, fl
     return float(point), float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a))
 
 
-# --- bootstrap replicates: ours (paired over test patients and seeds) and the paper's --------------
+@dataclass(frozen=True)
+class Comparison:
+    """A contrast's estimate, its interval and two-sided p-value; `var_seed`/`df_seed` and `var_test` are the
+    parts of its variance (ours), `reps` its replicates (the paper's), so independent ones can be combined."""
+
+    point: float
+    lo: float
+    hi: float
+    p: float
+    var_seed: float = float("nan")
+    df_seed: float = float("nan")
+    var_test: float = float("nan")
+    reps: np.ndarray | None = None
+    note: str = ""
+
+    @property
+    def sign(self) -> int:
+        return sign(self.lo, self.hi)
+
+    def __iter__(self):  # (point, lo, hi), as intervals were passed around before
+        return iter((self.point, self.lo, self.hi))
+
+    def __sub__(self, other: "Comparison") -> "Comparison":
+        """The difference of two independent comparisons (e.g. of two directions, whose test sets differ)."""
+        if self.reps is not None and other.reps is not None:
+            n = min(len(self.reps), len(other.reps))
+            return replicate_comparison(self.point - other.point, self.reps[:n] - other.reps[:n])
+        return t_comparison(self.point - other.point, self.var_seed + other.var_seed,
+                            self.var_test + other.var_test,
+                            (self.var_seed ** 2 / self.df_seed if self.var_seed else 0.0)
+                            + (other.var_seed ** 2 / other.df_seed if other.var_seed else 0.0))
+
+
+UNDECIDED = Comparison(float("nan"), float("nan"), float("nan"), 1.0)
+
+
+def t_comparison(point: float, var_seed: float, var_test: float, seed_term: float, level: float = LEVEL,
+                 note: str = "") -> Comparison:
+    """A Student-t interval around `point` with variance var_seed + var_test and Welch-Satterthwaite df;
+    `seed_term` = var_seed^2 / df_seed summed over independent seed parts (test parts have infinite df)."""
+    var = var_seed + var_test
+    if not np.isfinite(var) or var <= (1e-9 * max(1.0, abs(point))) ** 2:  # zero (up to rounding): never decisive
+        return Comparison(point, float("nan"), float("nan"), 1.0, var_seed, float("nan"), var_test,
+                          note=note or "no variance estimate")
+    df = var ** 2 / seed_term if seed_term > 0 else float("inf")
+    se = float(np.sqrt(var))
+    q = stats.t.ppf(0.5 + level / 2, df) if np.isfinite(df) else stats.norm.ppf(0.5 + level / 2)
+    p = 2 * (stats.t.sf(abs(point) / se, df) if np.isfinite(df) else stats.norm.sf(abs(point) / se))
+    return Comparison(float(point), float(point - q * se), float(point + q * se), float(p), float(var_seed),
+                      float(df), float(var_test), note=note)
+
+
+def seed_comparison(x: np.ndarray, level: float = LEVEL) -> Comparison:
+    """The mean over seeds of a per-seed contrast `x` (row 0: observed, rows 1..: test-patient bootstrap
+    replicates, one column per seed), with the interval of the module docstring."""
+    x = np.asarray(x, dtype=float)
+    obs, reps = x[0], x[1:]
+    reps = reps[np.isfinite(reps).all(axis=1)]
+    n = x.shape[1]
+    point = float(np.mean(obs))
+    if n < 2 or not np.isfinite(obs).all():
+        return Comparison(point, float("nan"), float("nan"), 1.0, note="one seed: its seed-to-seed spread is unknown")
+    var_seed = float(np.var(obs, ddof=1)) / n
+    cov = np.cov(reps, rowvar=False) if len(reps) > 2 else np.zeros((n, n))
+    common = float(max(0.0, (cov.sum() - np.trace(cov)) / (n * (n - 1))))  # what the shared test set adds
+    return t_comparison(point, var_seed, common, var_seed ** 2 / (n - 1), level)
+
+
+def replicate_comparison(point: float, reps, level: float = LEVEL) -> Comparison:
+    """A percentile interval and a two-sided p-value from replicates that already carry every source of error."""
+    reps = np.asarray(reps, dtype=float)
+    reps = reps[np.isfinite(reps)]
+    _, lo, hi = interval(point, reps, level)
+    p = min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0))) if len(reps) else 1.0
+    if len(reps) and np.ptp(reps) == 0:
+        lo = hi = float("nan")  # every replicate equal: no spread, never decisive
+    return Comparison(float(point), lo, hi, float(p), reps=reps)
+
+
+def holm_signs(comps, level: float = LEVEL) -> list[int]:
+    """Signs of `comps` after Holm's step-down adjustment (family-wise error 1 - `level`): 0 unless rejected."""
+    comps = list(comps)
+    alpha = 1 - level
+    order = sorted(range(len(comps)), key=lambda i: comps[i].p)
+    out = [0] * len(comps)
+    for rank, i in enumerate(order):
+        if comps[i].p > alpha / (len(comps) - rank) or comps[i].sign == 0:
+            break
+        out[i] = comps[i].sign
+    return out
+
+
+# --- replicates: ours (paired over test patients, per seed) and the paper's ------------------------
+
+def _f2_counts(tp, pos, called):
+    """F2 from counts: 5 TP / (5 TP + 4 FN + FP), 0 where nothing is positive or called (no precision needed)."""
+    den = 4 * pos + called
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, 5 * tp / np.where(den > 0, den, 1), 0.0)
+
 
 def _f2(r, p):
     den = 4 * p + r
@@ -70,51 +181,21 @@ def _rp(tp, pos, called):
         return np.where(pos > 0, tp / np.maximum(pos, 1), 0.0), np.where(called > 0, tp / np.maximum(called, 1), 0.0)
 
 
-def _draws(cells: dict, n_boot: int, seed: int):
-    """The resampling shared by every statistic of one set of cells: each test patient's weight per replicate
-    (row 0: the data as observed) and which seeds each replicate draws."""
+def _patient_weights(cells: dict, n_boot: int, seed):
+    """Each test patient's weight per replicate (row 0: the data as observed), shared by every cell and seed."""
     n_seeds = len(next(iter(cells.values())))
     first = next(iter(cells.values()))[0]
     ids = np.asarray(first["test_ids"])
     _, cluster = np.unique(np.asarray(first["test_patients"]), return_inverse=True)
     n_pat = cluster.max() + 1
-    rng = np.random.default_rng(seed)
-    w = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=n_boot).astype(float)
-    w = np.vstack([np.ones(n_pat), w])
-    pick = np.vstack([np.arange(n_seeds), rng.integers(0, n_seeds, (n_boot, n_seeds))]) if n_seeds > 1 else \
-        np.zeros((n_boot + 1, 1), int)
     for key, results in cells.items():
         if len(results) != n_seeds:
             raise ValueError(f"cell {key} has {len(results)} seeds, others {n_seeds}")
         for res in results:
             if not np.array_equal(np.asarray(res["test_ids"]), ids):
                 raise ValueError(f"cell {key}: runs scored on different test sets cannot be compared pairwise")
-    return cluster, n_pat, w, pick
-
-
-def run_replicates(cells: dict, n_boot: int, seed: int = 0) -> dict:
-    """cell -> (F2 of the mean R and P over seeds, `n_boot` replicates) for runs that share a test set.
-
-    `cells` maps any key to the list of a cell's results, one per seed (the same seeds, in the same
-    order, in every cell). Each replicate resamples the test patients (all cells alike: paired) and,
-    with several seeds, the seeds (all cells alike).
-    """
-    cluster, n_pat, w, pick = _draws(cells, n_boot, seed)
-    rows = np.arange(n_boot + 1)[:, None]
-    out = {}
-    for key, results in cells.items():
-        r_all, p_all = [], []
-        for res in results:
-            y = np.asarray(res["labels"]) == 1
-            called = np.asarray(res["probs"]) >= THRESHOLD
-            count = lambda m: np.bincount(cluster, weights=m, minlength=n_pat)  # noqa: E731
-            r, p = _rp(w @ count(y & called), w @ count(y), w @ count(called))
-            r_all.append(r)
-            p_all.append(p)
-        r_all, p_all = np.stack(r_all, 1), np.stack(p_all, 1)  # (B+1, seeds)
-        f2 = _f2(r_all[rows, pick].mean(1), p_all[rows, pick].mean(1))
-        out[key] = (float(f2[0]), f2[1:])
-    return out
+    w = np.random.default_rng(seed).multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=n_boot).astype(float)
+    return cluster, n_pat, np.vstack([np.ones(n_pat), w])
 
 
 def _weighted_auc(y, score, w):
@@ -130,43 +211,62 @@ def _weighted_auc(y, score, w):
         return np.where(den > 0, (pos_g * (below + 0.5 * neg_g)).sum(1) / den, np.nan)
 
 
-def auc_replicates(cells: dict, n_boot: int, seed: int = 0) -> dict:
-    """cell -> (AUC averaged over seeds, `n_boot` replicates), resampled exactly as `run_replicates` does.
+def cell_replicates(cells: dict, n_boot: int, seed=0) -> dict:
+    """cell -> {'auc', 'f2', 'called'}: arrays (n_boot + 1, seeds), row 0 as observed, rows 1.. resampling the
+    test patients (the same draws for every cell and seed: comparisons are paired). 'called' is the share
+    of test lesions called malignant.
 
-    The AUC needs no threshold, so it still ranks a run that called every test lesion one class; for
-    small runs it is a more sensitive comparison than F2 at 0.5.
+    `cells` maps any key to a cell's results, one per seed (the same seeds, in the same order, everywhere).
     """
-    cluster, _, w, pick = _draws(cells, n_boot, seed)
-    rows = np.arange(n_boot + 1)[:, None]
+    cluster, n_pat, w = _patient_weights(cells, n_boot, seed)
+    wl = w[:, cluster]
+    count = lambda m: w @ np.bincount(cluster, weights=m, minlength=n_pat)  # noqa: E731
     out = {}
     for key, results in cells.items():
-        a = np.stack([_weighted_auc(np.asarray(res["labels"]) == 1, np.asarray(res["probs"], float), w[:, cluster])
-                      for res in results], 1)  # (B+1, seeds)
-        auc = np.nanmean(a[rows, pick], axis=1)
-        out[key] = (float(auc[0]), auc[1:])
+        auc, f2, called = [], [], []
+        for res in results:
+            y, pr = np.asarray(res["labels"]) == 1, np.asarray(res["probs"], float)
+            c = pr >= THRESHOLD
+            auc.append(_weighted_auc(y, pr, wl))
+            f2.append(_f2_counts(count(y & c), count(y), count(c)))
+            called.append(count(c) / count(np.ones_like(c)))
+        out[key] = {"auc": np.stack(auc, 1), "f2": np.stack(f2, 1), "called": np.stack(called, 1)}
     return out
 
 
-def paper_replicates(cells: dict, organ: str, n_boot: int, seed: int = 0) -> dict:
-    """cell -> (F2 of the paper's R and P, `n_boot` replicates of a 200-lesion test set of `organ`).
+def paper_spreads(fig3: dict) -> dict:
+    """arm -> (sd of R, sd of P) from one direction of the paper's Fig 3 ranges over 5 folds (range / 2.326);
+    Base, which Fig 3 does not show, gets the larger of the two shown arms' spreads."""
+    sd = {arm: (float(np.ptp(v["R"])) / RANGE_OF_5, float(np.ptp(v["P"])) / RANGE_OF_5) for arm, v in fig3.items()}
+    sd["base"] = tuple(max(s[i] for s in sd.values()) for i in (0, 1))
+    return sd
 
-    `cells` maps a key to the paper's (R, P). Cells with the same arm and the same (R, P) are one run.
+
+def paper_replicates(cells: dict, direction: str, spreads: dict, n_boot: int, seed: int = 0) -> dict:
+    """cell -> {'f2': array (n_boot + 1, 1)} for the paper's (R, P) cells of one direction: row 0 as printed, rows
+    1.. another run (R and P drawn with the arm's Fig 3 spread) scored on another 200-lesion test set.
+
+    `cells` maps a key ending in the arm to the paper's (R, P). Cells with the same arm and the same (R, P)
+    are one run (Fig 1 High and Fig 2 High) and share replicates. Each direction draws from its own stream.
     """
+    organ = DIRECTIONS[direction][1]
     n_pos = round(PAPER_TEST_SIZE * PAPER_MALIGNANT_FRACTION[organ])
     n_neg = PAPER_TEST_SIZE - n_pos
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, list(DIRECTIONS).index(direction)])
     runs: dict = {}
     out = {}
     for key, (r, p) in cells.items():
-        run = (key[-1], r, p)
+        arm = key[-1]
+        run = (arm, r, p)
         if run not in runs:
-            # false-positive rate that gives precision p at recall r on this test set
-            fpr = min(1.0, r * n_pos * (1 - p) / (p * n_neg)) if p > 0 else 1.0
-            tp = rng.binomial(n_pos, r, n_boot)
-            fp = rng.binomial(n_neg, fpr, n_boot)
-            rr, pp = _rp(tp, np.full(n_boot, n_pos), tp + fp)
-            runs[run] = _f2(rr, pp)
-        out[key] = (float(_f2(np.array(r), np.array(p))), runs[run])
+            sd_r, sd_p = spreads.get(arm, spreads["base"])
+            rr = np.clip(r + sd_r * rng.standard_normal(n_boot), 0, 1)
+            pp = np.clip(p + sd_p * rng.standard_normal(n_boot), 1e-3, 1)
+            # false-positive rate that gives precision pp at recall rr on this test set
+            fpr = np.minimum(1.0, rr * n_pos * (1 - pp) / (pp * n_neg))
+            tp, fp = rng.binomial(n_pos, rr), rng.binomial(n_neg, fpr)
+            runs[run] = np.concatenate([[_f2(np.array(r), np.array(p))], _f2_counts(tp, n_pos, tp + fp)])[:, None]
+        out[key] = {"f2": runs[run]}
     return out
 
 
@@ -190,25 +290,62 @@ def condition_cells(specs: dict, results: list, condition) -> dict:
     return cells
 
 
-def compare_controls(cells: dict, n_boot: int = 1000) -> list[dict]:
-    """Every control comparison on one condition's cells: F2 and AUC differences, intervals, verdicts."""
-    f2, auc = run_replicates(cells, n_boot), auc_replicates(cells, n_boot)
+def skill(reps: dict, arm, metric: str = "auc") -> Comparison:
+    """One cell's mean AUC over seeds minus 0.5 (or its F2), with the interval of the module docstring."""
+    x = reps[arm][metric]
+    return seed_comparison(x - 0.5 if metric == "auc" else x)
+
+
+def gated(c: Comparison, a_skill: Comparison, b_skill: Comparison) -> Comparison:
+    """`c` = a - b, undecided when the arm it would declare the better one has no skill shown (AUC 0.5 in its
+    interval): a win of a model that ranks lesions no better than a coin is no finding."""
+    winner = a_skill if c.sign > 0 else b_skill if c.sign < 0 else None
+    if winner is not None and winner.sign <= 0:
+        return Comparison(c.point, float("nan"), float("nan"), 1.0, c.var_seed, c.df_seed, c.var_test, c.reps,
+                          note="the better arm shows no skill (AUC 0.5 in its interval)")
+    return c
+
+
+def compare_cells(reps: dict, a, b, metric: str = "auc") -> Comparison:
+    """a - b of `metric` over seeds, paired over test patients, gated on the skill of the better arm."""
+    c = seed_comparison(reps[a][metric] - reps[b][metric])
+    return gated(c, skill(reps, a), skill(reps, b))
+
+
+def compare_controls(cells: dict, n_boot: int = 1000, seed=0) -> list[dict]:
+    """Every control comparison on one condition's cells: AUC (decides) and F2 differences, intervals, verdicts,
+    Holm-adjusted over the page's comparisons of this condition."""
+    reps = cell_replicates(cells, n_boot, seed)
+    auc = [compare_cells(reps, a, b, "auc") for a, b, _ in CONTROL_COMPARISONS]
+    f2 = [compare_cells(reps, a, b, "f2") for a, b, _ in CONTROL_COMPARISONS]
+    adj = holm_signs(auc)
     rows = []
-    for a, b, what in CONTROL_COMPARISONS:
-        v = interval(f2[a][0] - f2[b][0], f2[a][1] - f2[b][1])
-        u = interval(auc[a][0] - auc[b][0], auc[a][1] - auc[b][1])
+    for (a, b, what), u, v, s in zip(CONTROL_COMPARISONS, auc, f2, adj):
         rows.append({"comparison": f"{ARM_LABELS[a]} − {ARM_LABELS[b]}", "a win shows": what,
-                     "F2 difference": v[0], "lo": v[1], "hi": v[2], "verdict": sign_verdict(sign(*v[1:])),
-                     "AUC difference": u[0], "AUC lo": u[1], "AUC hi": u[2], "AUC verdict": sign_verdict(sign(*u[1:]))})
+                     "AUC difference": u.point, "AUC lo": u.lo, "AUC hi": u.hi, "p": u.p,
+                     "AUC verdict": sign_verdict(s),
+                     "F2 difference": v.point, "lo": v.lo, "hi": v.hi, "verdict": sign_verdict(v.sign),
+                     "note": u.note})
     return rows
 
 
+def arm_skill(cells: dict, n_boot: int = 1000, seed=0) -> dict:
+    """arm -> (mean AUC, lo, hi) over seeds and test patients: what the Controls page's bars show."""
+    reps = cell_replicates(cells, n_boot, seed)
+    out = {}
+    for arm in cells:
+        c = skill(reps, arm)
+        out[arm] = (c.point + 0.5, c.lo + 0.5, c.hi + 0.5)
+    return out
+
+
 def control_verdicts(runner, direction: str, n_boot: int = 1000) -> pd.DataFrame:
-    """Each control comparison in each data condition of the Controls page: the difference of F2 (the
-    paper's measure) and of AUC (threshold-free), each with its interval and verdict."""
+    """Each control comparison in each data condition of the Controls page: the difference of AUC (skill: it
+    decides) and of F2 (the paper's measure), each with its interval and verdict."""
     from .analysis import figure_runs
 
     specs, results = figure_runs(runner, "controls", direction)
+    seed = [0, list(DIRECTIONS).index(direction)]  # each direction its own stream
     return pd.DataFrame([{"direction": direction, "shared": cond, **row}
                          for cond in dict.fromkeys(k[0] for k in specs)
-                         for row in compare_controls(condition_cells(specs, results, cond), n_boot)])
+                         for row in compare_controls(condition_cells(specs, results, cond), n_boot, seed)])

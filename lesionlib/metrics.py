@@ -51,17 +51,36 @@ def best_arm(scores: dict, decimals: int | None = None) -> str:
     return "=".join(name for name, v in scores.items() if key(v) == top)
 
 
-def degenerate(predicted_positive: int, n: int) -> str:
-    """'all malignant' or 'none malignant' for a run that called every test lesion one class, else ''.
+ONE_SIDED = 0.9  # a run that calls at least this share of the test set one class is flagged
 
-    At threshold 0.5 such a run gets R = 1 (and wins the lexicographic order) or R = P = 0, whatever
-    its ranking of the lesions: tables flag it, and its AUC tells whether it learned anything.
+
+def degenerate(predicted_positive: int, n: int, share: float = ONE_SIDED) -> str:
+    """'all malignant' / 'none malignant' for a run that called every test lesion one class, '≥ 90 % malignant'
+    / '≥ 90 % benign' for one that called at least `share` of them one class, else ''.
+
+    At threshold 0.5 such a run gets R near 1 (and wins the lexicographic order, and an F2 near that of
+    calling everything malignant, `f2_floor`) or R near 0, whatever its ranking of the lesions: tables flag
+    it, and its AUC tells whether it learned anything.
     """
-    if n and predicted_positive == n:
+    if not n:
+        return ""
+    if predicted_positive == n:
         return "all malignant"
-    if n and predicted_positive == 0:
+    if predicted_positive == 0:
         return "none malignant"
+    pct = f"≥ {100 * share:.0f} %"
+    if predicted_positive >= share * n:
+        return f"{pct} malignant"
+    if n - predicted_positive >= share * n:
+        return f"{pct} benign"
     return ""
+
+
+def f2_floor(prevalence: float) -> float:
+    """F2 of calling every lesion malignant when a share `prevalence` is: 5p / (4p + 1), the score any F2 must beat
+    to show more than a threshold below every probability (0.754 at lung's 38 %, 0.816 at brain's 47 %)."""
+    p = float(prevalence)
+    return 5 * p / (4 * p + 1) if p > 0 else 0.0
 
 
 def _rp_from_counts(tp, pos, called, axis=-1):

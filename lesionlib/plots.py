@@ -107,8 +107,9 @@ def fold_ranges(frame: pd.DataFrame, paper: pd.DataFrame | None = None, title: s
     return fig
 
 
-def f2_grid(f2: pd.DataFrame, gap: pd.DataFrame, title: str = ""):
-    """Fig 4: F2 of LesAug over the source x target grid, and its gap to LesAgn, as annotated heatmaps."""
+def f2_grid(f2: pd.DataFrame, gap: pd.DataFrame, title: str = "", floor: float | None = None):
+    """Fig 4: F2 of LesAug over the source x target grid, and its gap to LesAgn, as annotated heatmaps; `floor`
+    (the F2 of calling every test lesion malignant) is marked on the colour bar and cells at or below it get a °."""
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
     lim = max(0.05, float(np.nanmax(np.abs(gap.to_numpy(float)))))
     panels = ((f2, "F2 of LesAug", "cividis", 0.0, 1.0), (gap, "F2(LesAug) − F2(LesAgn)", "PuOr", -lim, lim))
@@ -119,13 +120,17 @@ def f2_grid(f2: pd.DataFrame, gap: pd.DataFrame, title: str = ""):
             if np.isfinite(v):
                 shade = im.cmap(im.norm(v))
                 ink = "white" if 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5 else "black"
-                ax.text(j, i, f"{v:+.2f}" if lo < 0 else f"{v:.2f}", ha="center", va="center", fontsize=8, color=ink)
+                low = floor is not None and lo >= 0 and v <= floor
+                ax.text(j, i, (f"{v:+.2f}" if lo < 0 else f"{v:.2f}") + ("°" if low else ""), ha="center",
+                        va="center", fontsize=8, color=ink)
         ax.set_xticks(range(data.shape[1]), list(data.columns))
         ax.set_yticks(range(data.shape[0]), list(data.index))
         ax.set_xlabel(ROW_LABELS["size"])
         ax.set_ylabel(ROW_LABELS["source size"])
-        ax.set_title(name, fontsize=10)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(name if floor is None or lo < 0 else f"{name} (° at or below the floor {floor:.2f})", fontsize=9)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        if floor is not None and lo >= 0:
+            bar.ax.axhline(floor, color="red", lw=1.2)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -156,7 +161,8 @@ def loss_curves(curves: pd.DataFrame, title: str = ""):
 
 
 def control_bars(intervals: dict, title: str = ""):
-    """Controls: F2 per arm with 95 % whiskers, one panel per condition (`{condition: {arm: (mean, lo, hi)}}`)."""
+    """Controls: AUC per arm with 95 % whiskers and the coin's 0.5, one panel per condition
+    (`{condition: {arm: (mean, lo, hi)}}`)."""
     conds = list(intervals)
     fig, axes = plt.subplots(1, len(conds), figsize=(3.6 * len(conds) + 0.6, 3.3), sharey=True, squeeze=False)
     for ax, cond in zip(axes[0], conds):
@@ -167,10 +173,11 @@ def control_bars(intervals: dict, title: str = ""):
                    yerr=[[max(m - lo, 0)], [max(hi - m, 0)]], capsize=3, error_kw=dict(lw=0.9, ecolor="#333333"))
         ax.set_xticks(range(len(arms)), [ARM_LABELS[a] for a in arms], rotation=45, ha="right")
         ax.set_title("real data" if cond is None else f"phantom_shared = {cond:g}", fontsize=10)
-        ax.set_ylim(0, 1.05)
+        ax.axhline(0.5, color="#555555", lw=0.9, ls="--")  # no skill
+        ax.set_ylim(0.3, 1.02)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    axes[0, 0].set_ylabel("F2 on the target test set")
+    axes[0, 0].set_ylabel("AUC on the target test set")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

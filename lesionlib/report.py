@@ -111,8 +111,8 @@ def styled(table: pd.DataFrame, caption: str = ""):
     out = out.set_table_attributes('class="dataframe"')  # the book theme's table style
     notes = [caption] if caption else []
     if flags.astype(bool).any():
-        notes.append("† degenerate runs (every or no test lesion called malignant; R and P come from the "
-                              "threshold, the AUC tells whether they rank lesions): " +
+        notes.append("† degenerate runs (at least 90 % of the test lesions called one class; R and P come from "
+                     "the threshold, the AUC tells whether they rank lesions): " +
                      "; ".join(f"{r}: {f}" for r, f in flags.items() if f))
     return out.set_caption(". ".join(notes)) if notes else out
 
@@ -142,8 +142,9 @@ def provenance(P: Profile, wall_seconds: float, runs_trained: int | None = None,
         "Seeds": ", ".join(map(str, P.seeds)) + (" (intervals over seeds)" if len(P.seeds) > 1 else
                                                  f" (intervals: {P.bootstrap} bootstrap resamples of the test set)"),
         "Image size": f"{P.image_size}×{P.image_size}",
-        "Training": f"Adam lr {P.lr:g}, batch {P.batch_size}, ≤ {P.epochs} epochs, patience {P.patience}, "
-                    f"validation share {P.valid_frac:g}",
+        "Training": f"Adam lr {P.lr:g}, batch {P.batch_size}, ≤ {P.epochs} epochs"
+                    + (f" (more where a run needs them for its {P.min_steps} gradient steps at least)" if P.min_steps
+                       else "") + f", patience {P.patience}, validation share {P.valid_frac:g}",
         "Hardware": machine_line(),
         "Wall time": f"{wall_seconds:.0f} s" + (
             f" ({runs_trained} runs trained now, {runs_reused} reused from the run cache)"
@@ -191,8 +192,9 @@ def badge(verdict: str, outline: bool = False, link: str | None = None) -> str:
 
 def finding_lines(table: pd.DataFrame) -> str:
     """The verdict sentence(s) of a figure page (`verdicts.figure_verdicts`), as a Markdown list."""
-    return "\n".join(f"- **{r.claim}**: ours {badge(r.ours)}, the paper's numbers {badge(r.paper, True)}. "
-                     f"{r.evidence}." for r in table.itertuples()) + "\n"
+    f2 = table["ours F2"] if "ours F2" in table else table["ours"]
+    return "\n".join(f"- **{r.claim}**: ours {badge(r.ours)} on skill (AUC; on F2 {badge(g)}), the paper's numbers "
+                      f"{badge(r.paper, True)} (F2). {r.evidence}." for r, g in zip(table.itertuples(), f2)) + "\n"
 
 
 # Where the evidence of each finding is shown (the at-a-glance tables link there).
@@ -239,20 +241,30 @@ def run_table(frame: pd.DataFrame, keys: list) -> pd.DataFrame:
     return out.round(3)
 
 
+def f2_floor_line(frame: pd.DataFrame) -> str:
+    """What F2 a run gets by calling every test lesion malignant, at this test set's malignant share: any F2 at or
+    below it shows no more than a threshold under every probability."""
+    from .analysis import f2_floor_of
+
+    share = float(frame["positives"].iloc[0]) / float(frame["n_test"].iloc[0])
+    return (f"F2's trivial floor here: calling every test lesion malignant scores F2 = {f2_floor_of(frame):.2f} "
+            f"({100 * share:.0f} % of the test lesions are malignant).")
+
+
 def direction_label(direction: str) -> str:
     """'brain_to_lung' -> 'brain → lung'."""
     return direction.replace("_to_", " → ")
 
 
 def control_line(checks: pd.DataFrame, shared, arm: str, other: str) -> str:
-    """One comparison of the Controls page (`comparisons.control_verdicts`): the F2 and AUC differences of `arm`
-    minus `other` in condition `shared`, each with its 95 % interval and verdict badge."""
+    """One comparison of the Controls page (`comparisons.control_verdicts`): the AUC difference of `arm` minus
+    `other` in condition `shared` (it decides), then the F2 difference, each with its 95 % interval and badge."""
     from .experiment import ARM_LABELS
 
     match = checks.shared.apply(lambda c: c == shared) & (checks.comparison == f"{ARM_LABELS[arm]} − {ARM_LABELS[other]}")
     row = checks[match].iloc[0]
-    return (f"F2 {row['F2 difference']:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}] {badge(row.verdict)}, "
-            f"AUC {row['AUC difference']:+.2f} [{row['AUC lo']:+.2f}, {row['AUC hi']:+.2f}] {badge(row['AUC verdict'])}")
+    return (f"AUC {row['AUC difference']:+.2f} [{row['AUC lo']:+.2f}, {row['AUC hi']:+.2f}] {badge(row['AUC verdict'])} "
+            f"(F2 {row['F2 difference']:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}] {badge(row.verdict)})")
 
 
 def evidence_lines(table: pd.DataFrame, outline: bool = False) -> str:
@@ -261,9 +273,11 @@ def evidence_lines(table: pd.DataFrame, outline: bool = False) -> str:
     out = []
     for claim, rows in table.groupby("claim", sort=False):
         out.append(f"- **{claim}**")
-        for r in rows.itertuples():
+        for _, r in rows.iterrows():
             where = direction_label(r.direction)
             out.append(f"  - {where}: {badge(r.verdict, outline)} {r.evidence}")
+            if r.get("F2 evidence"):  # ours: the same rule on F2 at the threshold 0.5, beside the skill verdict
+                out.append(f"    - on F2: {badge(r['F2 verdict'], outline)} {r['F2 evidence']}")
         if "rule" in rows:
             out.append(f"  - *rule*: {rows['rule'].iloc[0]}")
     return "\n".join(out) + "\n"

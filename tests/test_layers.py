@@ -82,7 +82,7 @@ LAYERS = [
     {"dispatch"},
     {"analysis", "report", "plots", "reference"},
     {"comparisons"},
-    {"verdicts"},
+    {"verdicts", "simulation"},
     {"grid", "cli", "notebooks", "page", "__main__"},
 ]
 
