@@ -27,9 +27,20 @@ def figure_frame(runner: Runner, fig: str, direction: str, bootstrap: int | None
     return results_frame(specs, results, KEY_NAMES[fig], n_boot)
 
 
+def pooled_rp(frame: pd.DataFrame, keys) -> pd.DataFrame:
+    """R and P per group of `keys` from the runs' counts pooled over seeds: R = sum TP / sum positives, P = sum TP /
+    sum called (a seed that called nothing adds no 0 precision to an average; it adds nothing to call)."""
+    if not {"positives", "predicted malignant"} <= set(frame):  # a frame without counts: the mean over seeds
+        return frame.groupby(keys)[["recall", "precision"]].mean()
+    f = frame.assign(tp=(frame["recall"] * frame["positives"]).round())
+    g = f.groupby(keys)[["tp", "positives", "predicted malignant"]].sum()
+    called = g["predicted malignant"].where(g["predicted malignant"] > 0)
+    return pd.DataFrame({"recall": g["tp"] / g["positives"], "precision": (g["tp"] / called).fillna(0.0)})
+
+
 def mean_f2(frame: pd.DataFrame, row: str) -> pd.DataFrame:
-    """F2 of the mean R and P over seeds, per (row, arm) -> rows x arms (the paper's F2 of a table cell)."""
-    g = frame.groupby([row, "arm"])[["recall", "precision"]].mean()
+    """F2 of R and P pooled over seeds (`pooled_rp`), per (row, arm) -> rows x arms (the F2 of a table cell)."""
+    g = pooled_rp(frame, [row, "arm"])
     f = pd.Series({k: f2_from_rp(r, p) for k, (r, p) in g.iterrows()}).unstack()
     order = [s for s in SIZE_NAMES if s in f.index] or sorted(f.index)
     return f.loc[order]

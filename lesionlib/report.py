@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from . import generic
-from .analysis import arm_intervals
+from .analysis import arm_intervals, pooled_rp
 from .experiment import ARM_LABELS, ARMS, PAPER_ARMS
 from .metrics import best_arm
 from .profile import DIRECTIONS, SIZE_NAMES, Profile
@@ -17,14 +17,14 @@ from .reference import paper_table
 
 
 def arm_table(frame: pd.DataFrame, row: str = "size", decimals: int = 2) -> pd.DataFrame:
-    """Mean R and P over seeds per (row, arm) -> rows = size names, columns (arm, R/P), plus the best arm.
+    """R and P pooled over seeds per (row, arm) -> rows = size names, columns (arm, R/P), plus the best arm.
 
     'best' applies the paper's lexicographic rule to the paper's three arms, so that it compares with
     the paper's bold cells; 'best+' also admits our LesOnly arm. 'flags' names every arm of the row with
     a degenerate run (all or no test lesions called malignant), with its AUC: such an R/P pair is
     an artefact of the 0.5 threshold, whatever the rule says.
     """
-    g = frame.groupby([row, "arm"])[["recall", "precision"]].mean()
+    g = pooled_rp(frame, [row, "arm"])
     arms = [a for a in ARMS if a in set(frame["arm"])]
     rows = {}
     for name in [s for s in SIZE_NAMES if s in set(frame[row])] or sorted(set(frame[row])):

@@ -115,3 +115,11 @@ def test_the_f2_gap_is_the_f2_of_mean_recall_and_precision_unrounded():
                           "recall": [0.904, 0.807, 0.5, 0.6], "precision": [0.7, 0.8, 0.9, 0.7]})
     gap = analysis.f2_gap(frame, "size")
     assert gap["High"] == pytest.approx(f2_from_rp(0.8555, 0.75) - f2_from_rp(0.55, 0.8))  # not of 2-decimal R
+
+
+def test_recall_and_precision_pool_the_seeds_counts():
+    """A seed that called nothing adds no precision 0 to an average: its counts add nothing called."""
+    frame = pd.DataFrame({"size": ["High"] * 2, "arm": ["lesaug"] * 2, "seed": [0, 1], "positives": [10, 10],
+                          "recall": [0.8, 0.0], "precision": [0.5, 0.0], "predicted malignant": [16, 0]})
+    g = analysis.pooled_rp(frame, ["size", "arm"]).iloc[0]
+    assert g["recall"] == pytest.approx(8 / 20) and g["precision"] == pytest.approx(8 / 16)  # a mean says 0.25
