@@ -1,7 +1,7 @@
-"""The Controls page's runs for one direction at larger sizes (benchmarks/controls-gpu.yaml), with the
-verdicts of every control comparison per data condition as soon as that condition is done.
+"""The Controls page's runs for one direction (by default at larger sizes: benchmarks/controls-gpu.yaml), with
+the verdicts of every control comparison per data condition as soon as that condition is done.
 
-    LESIONLIB_CACHE=/tmp/probe-cache python benchmarks/controls_probe.py brain_to_lung
+    LESIONLIB_CACHE=/tmp/probe-cache python benchmarks/controls_probe.py brain_to_lung [profile]
 
 On one H200 (torch 2.11, fastai 2.8.12) it took 378 s; its output is benchmarks/results/controls-gpu-H200.log.
 """
@@ -18,7 +18,7 @@ from lesionlib.experiment import KEY_NAMES, control_profile, controls_specs, dat
 from lesionlib.runner import Runner, results_frame
 from lesionlib.profile import load_profile
 
-P = load_profile(str(Path(__file__).with_name("controls-gpu.yaml")))
+P = load_profile(sys.argv[2] if len(sys.argv) > 2 else str(Path(__file__).with_name("controls-gpu.yaml")))
 T0 = time.time()
 
 
@@ -46,7 +46,8 @@ def main(direction: str) -> None:
         print(f"shared = {cond}")
         fr = results_frame(sub, res, KEY_NAMES["controls"])
         print(fr.groupby("arm")[["f2", "auc", "recall", "precision", "epochs", "seconds"]].mean().round(3), flush=True)
-        for row in comparisons.compare_controls(comparisons.condition_cells(sub, res, cond), 1000):
+        for row in comparisons.compare_controls(comparisons.condition_cells(sub, res, cond), 1000,
+                                                [0, ["brain_to_lung", "lung_to_brain"].index(direction)]):
             print(f"  shared={cond} {row['comparison']}: F2 {row['F2 difference']:+.3f} [{row['lo']:+.3f}, "
                   f"{row['hi']:+.3f}] {row['verdict']}; AUC {row['AUC difference']:+.3f} [{row['AUC lo']:+.3f}, "
                   f"{row['AUC hi']:+.3f}] {row['AUC verdict']}", flush=True)
