@@ -196,12 +196,75 @@ def test_cue_visibility_sees_the_cue_and_nothing_else(organ, cue):
     if cue in ("rim", "heterogeneity"):
         assert np.array_equal(a.mask, b.mask)
     elif cue == "spiculation":
-        assert (a.mask <= b.mask).all() and b.mask.sum() > a.mask.sum()  # spicules grow out of the same lesion
+        # spicules grow out of a smaller body: the lesion keeps its area and reaches farther out
+        assert abs(int(b.mask.sum()) - int(a.mask.sum())) <= 0.1 * a.mask.sum()
+        centre = np.argwhere(a.core).mean(0)
+        reach = [np.hypot(*(np.argwhere(m) - centre).T).max() for m in (a.mask, b.mask)]
+        assert reach[1] > reach[0] + 1
     else:
         assert (a.mask & b.mask).sum() > 0.6 * (a.mask | b.mask).sum()  # the same lesion, deformed in place
+    assert np.array_equal(a.core, b.core)  # no cue moves the lesion's core, on which the crop is boxed
     far = ~ndimage.binary_dilation(a.mask | b.mask, np.ones((3, 3)), iterations=8)  # beyond the edge blur
     assert np.array_equal(a.image[far], b.image[far])
     assert a.cues[cue] == 0.0 and b.cues[cue] == 1.0
+
+
+# --- no shortcuts: cues change what a lesion looks like, not its crop's scale or simple statistics ---------
+# (what the crops carry across organs is measured in tests/test_shortcuts.py)
+
+@pytest.mark.parametrize("organ", ["brain", "lung"])
+def test_shape_cues_keep_the_lesions_area_and_its_crops_box(organ):
+    for seed in range(4):
+        slices = [phantom_slice(organ, 1, seed=seed, size=96, cues=dict.fromkeys(CUES, v)) for v in (0.0, 1.0)]
+        areas = [int(s.mask.sum()) for s in slices]
+        assert abs(areas[1] - areas[0]) <= 0.05 * areas[0], areas  # spicules and lobes on an area-preserving star
+        assert np.array_equal(slices[0].core, slices[1].core)
+        crops = [crop_slice(organ, s, 32)[1] for s in slices]
+        assert abs(int(crops[1].sum()) - int(crops[0].sum())) <= 0.1 * crops[0].sum()  # the same fill fraction
+
+
+def test_crop_slice_boxes_the_core_or_else_the_mask():
+    from lesionlib.data.phantom import PhantomSlice
+    from lesionlib.data.prep import extract_lesion
+
+    s = phantom_slice("lung", 1, seed=2, size=96, cues=dict.fromkeys(CUES, 1.0))
+    img, msk = crop_slice("lung", s, 32)
+    assert np.array_equal(img, extract_lesion(s.image, s.core, 32, 0.25, CT_LESION_WINDOW)[0])
+    assert msk.shape == (32, 32) and msk.sum() > 0
+    bare = PhantomSlice(s.image, s.mask, s.label, s.cues)  # a slice without a core: boxed on its mask as before
+    assert np.array_equal(crop_slice("lung", bare, 32)[0], extract_lesion(s.image, s.mask, 32, 0.25, CT_LESION_WINDOW)[0])
+
+
+@pytest.mark.parametrize("organ", ["brain", "lung"])
+@pytest.mark.parametrize("cue", ["rim", "heterogeneity"])
+def test_intensity_cues_move_neither_the_lesions_mean_nor_its_spread(organ, cue):
+    # a cue value and its mirror (1 - value): the same lesion mean exactly, about the same sd; the pattern differs
+    means, sds, diffs = [], [], []
+    for seed in range(12):
+        a, b = (phantom_slice(organ, 1, seed=seed, size=96, cues=dict(dict.fromkeys(CUES, 0.5), **{cue: v}))
+                for v in (0.15, 0.85))
+        means.append(a.image[a.mask].mean() - b.image[b.mask].mean())
+        sds.append(a.image[a.mask].std() / b.image[b.mask].std())
+        diffs.append(np.abs(a.image - b.image)[a.mask].mean())
+    assert np.abs(means).max() < 1.0  # organ units (HU for lung): the patterns have zero mean in the lesion
+    assert abs(np.array(sds) - 1).max() < 0.03  # the rim and texture patterns are uncorrelated in the lesion
+    assert np.mean(diffs) > 20  # yet the lesions look different
+
+
+@pytest.mark.parametrize("organ", ["brain", "lung"])
+def test_the_edge_blur_is_a_nuisance_not_a_cue(organ, monkeypatch):
+    # every smoothing the generator does (texture, backgrounds, the lesion's edge) has the same width whatever
+    # the cues: the old generator blurred spiculated lesions' edges, and that blur moved every intensity statistic
+    from lesionlib.data import phantom
+
+    widths, smooth = [], phantom.ndimage.gaussian_filter
+    monkeypatch.setattr(phantom.ndimage, "gaussian_filter", lambda x, sigma, **kw: widths.append(sigma) or smooth(x, sigma, **kw))
+    runs = []
+    for v in (0.0, 1.0):
+        widths.clear()
+        phantom_slice(organ, 1, seed=4, size=64, cues=dict.fromkeys(CUES, v))
+        runs.append(list(widths))
+    assert runs[0] == runs[1] and len(runs[0]) >= 3
 
 
 # --- bad arguments ---------------------------------------------------------------------------------

@@ -4,22 +4,48 @@ The generator stands in for the real data sets on machines that cannot download 
 2-D slices with one lesion, its mask and a benign (0) / malignant (1) label. Four malignant cues
 are built in, two of each organ's own:
 
-* spiculation (lung): benign lesions are sharp; malignant ones carry spicules and a blurred edge;
+* spiculation (lung): malignant lesions carry spicules (narrow radial spikes);
 * lobulation (lung): malignant lesions are deformed into lobes (low-frequency shape);
-* rim (brain): malignant lesions carry a thicker bright rim (ring enhancement);
-* heterogeneity (brain): malignant lesions are inhomogeneous, benign ones homogeneous.
+* rim (brain): malignant lesions enhance in a peripheral ring about a darker centre, benign ones
+  at their centre;
+* heterogeneity (brain): malignant lesions' texture holds dark (necrotic) blotches, benign ones'
+  bright flecks.
 
 ``shared`` in [0, 1] sets how much of the label rides on the other organ's cues: at 1 every cue
 carries the label in both organs (knowledge about any cue transfers); at 0 each organ's label rides
 only on its own two cues, and the other two are drawn independently of the label (nuisance). The
-class-mean gaps are scaled so that the classes are equally far apart (Mahalanobis) at every
-``shared`` and in both organs: only *which* cues carry the label changes, not how hard the task is.
+class-mean gaps are scaled so that the classes are equally far apart (Mahalanobis) in cue space at
+every ``shared`` and in both organs: only *which* cues carry the label changes. How far apart that
+leaves the classes in the crops depends on how visible each cue is: `cue_table` checks that each cue
+changes the crops about equally in both organs. What a network gets from them is measured by
+`lesionlib.data.shortcuts`: a linear probe on random DenseNet-201 features separates each organ's
+own classes with an AUC of about 0.65-0.8 at either end of ``shared`` (the rim most visible, the
+spicules least); a network trained from scratch finds the shape cues, hence the lung at ``shared``
+= 0, the hardest.
+
+No shortcuts. A cue changes *what* a lesion looks like, never a simple statistic of its crop that
+the other organ's cues could also move (at ``shared`` = 0 such a statistic would carry the label
+across organs and the negative control could not come out negative; `lesionlib.data.shortcuts`
+measures this):
+
+* shape cues keep the lesion's area (the star is scaled to the area of the disc of its radius), and
+  the crop is boxed on the lesion's core (`PhantomSlice.core`, a disc about its centre), not on its
+  spicules: the crop's scale and the lesion's fill fraction of it carry no label;
+* the edge blur is a nuisance drawn per cut (it used to grow with spiculation and moved every
+  intensity statistic), and the lesion is dense inside its mask, its partial-volume edge just outside;
+* the intensity cues move the arrangement, not the amount, of the lesion's intensities: each is a
+  pattern of zero mean and unit sd in the lesion, and a cue value and its mirror (1 - value) give
+  patterns of the same sd and gradient energy (the rim turns between the two smoothest radial
+  patterns, orthogonal in values and gradients; the texture's skew changes sign). As the two
+  classes' cue strengths are drawn symmetrically about 0.5, the lesion's mean, sd and gradient
+  energy are distributed alike in both. Lesions sit mid-window so that no crop's intensity window
+  clips one class more than the other.
 
 Each cue's strength is drawn per lesion from a class-dependent normal distribution whose spread is
 set by ``overlap`` (sd = 0.5 * overlap), clipped to [0, 1]. Backgrounds, intensity scales and
-nuisance factors (size, position, rotation, contrast, noise) are organ specific and carry no label
-information. Several slices may belong to one synthetic patient (``slices_per_patient``): they show
-the same lesion (label, cues, shape) through different cuts.
+nuisance factors (size, position, rotation, contrast, edge blur, box size, noise) are organ specific
+and carry no label information. Several slices may belong to one synthetic patient
+(``slices_per_patient``): they show the same lesion (label, cues, shape) through different cuts.
 
 Every random component draws from its own stream, ``default_rng([seed, organ, component, ...])``,
 so that changing one cue's strength changes nothing else (see `cue_visibility`).
@@ -38,6 +64,9 @@ CUES = ("spiculation", "lobulation", "rim", "heterogeneity")
 OWN_CUES = {"brain": ("rim", "heterogeneity"), "lung": ("spiculation", "lobulation")}
 GAP = 0.5  # class-mean gap of every cue at shared = 1 (means 0.25 / 0.75)
 MAX_SPIKES = 14
+# Amplitudes (in units of the lesion's contrast) of its two intensity patterns, each of unit sd in the lesion.
+RIM_SD, TEXTURE_SD = 0.3, 0.6
+SKEW = 1.0  # of the texture at heterogeneity 0 or 1 (bright flecks, dark blotches)
 
 # Random streams, one per component: (lesion-level ones are shared by a patient's slices).
 _CUE_STREAM, _SHAPE_STREAM, _BACKGROUND_STREAM, _CUT_STREAM, _TEXTURE_STREAM, _NOISE_STREAM = range(6)
@@ -45,12 +74,16 @@ _CUE_STREAM, _SHAPE_STREAM, _BACKGROUND_STREAM, _CUT_STREAM, _TEXTURE_STREAM, _N
 
 @dataclass(frozen=True)
 class PhantomSlice:
-    """One generated slice: image (float32, organ units), boolean lesion mask, label, cue strengths."""
+    """One generated slice: image (float32, organ units), boolean lesion mask, label, cue strengths, core mask.
+
+    `core` is the lesion's core (a disc about its centre, see `_lesion_mask`): `crop_slice` boxes it.
+    """
 
     image: np.ndarray
     mask: np.ndarray
     label: int
     cues: dict
+    core: np.ndarray | None = None
 
 
 def _rng(seed, organ, component, cut=0):
@@ -114,39 +147,99 @@ def _lesion_shape(seed, organ):
     return {"radius": rng.uniform(0.07, 0.13),
             "lobe_amp": rng.uniform(0.3, 1.0, 2), "lobe_phase": rng.uniform(0, 2 * np.pi, 2),
             "spike_count": rng.uniform(4, MAX_SPIKES), "spike_phi": rng.uniform(-np.pi, np.pi, MAX_SPIKES),
-            "spike_width": rng.uniform(0.05, 0.15, MAX_SPIKES), "spike_length": rng.uniform(0.25, 0.7, MAX_SPIKES),
+            "spike_width": rng.uniform(0.05, 0.15, MAX_SPIKES), "spike_length": rng.uniform(0.4, 1.12, MAX_SPIKES),
             "base": rng.uniform(0, 1), "contrast": rng.uniform(0, 1), "texture_sigma": rng.uniform(1.0, 2.0)}
 
 
-def _lesion_mask(shape, centre, radius, rotation, lesion, cues):
-    """A star-shaped lesion whose radius varies with angle: lobes (lobulation) and spicules (spiculation)."""
-    h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    dy, dx = yy - centre[0], xx - centre[1]
-    theta = np.arctan2(dy, dx) - rotation
-    dist = np.hypot(dy, dx)
+def _radial(theta, lesion, cues):
+    """Relative radius of the lesion at angles `theta`: lobes (lobulation) and spicules (spiculation) on a unit circle."""
     r = np.ones_like(theta)
     # Low-frequency lobulation is present in every lesion (nuisance), amplified by the cue.
     for k, amp, phase in zip((2, 3), lesion["lobe_amp"], lesion["lobe_phase"]):
-        r += (0.04 + 0.16 * cues["lobulation"]) * amp * np.cos(k * theta + phase)
+        r += (0.04 + 0.4 * cues["lobulation"]) * amp * np.cos(k * theta + phase)
     # Spicules: narrow angular spikes whose number and length grow with the cue (first k of the drawn ones).
     n_spikes = int(round(cues["spiculation"] * lesion["spike_count"]))
     for phi, width, length in list(zip(lesion["spike_phi"], lesion["spike_width"], lesion["spike_length"]))[:n_spikes]:
         d = np.angle(np.exp(1j * (theta - phi)))
         r += cues["spiculation"] * length * np.exp(-0.5 * (d / width) ** 2)
-    return dist <= radius * r
+    return r
 
 
-def _paint_lesion(image, mask, base, contrast, cues, texture, noise):
-    """Fill the lesion: base intensity, an inhomogeneous interior and a peripheral rim."""
-    inside = ndimage.distance_transform_edt(mask)
+_THETA = np.linspace(-np.pi, np.pi, 2048, endpoint=False)
+
+
+def _lesion_mask(shape, centre, radius, rotation, lesion, cues, box=1.0):
+    """(lesion, core): a star-shaped lesion of area pi * radius**2 whatever its cues, and its core.
+
+    The radial function is scaled so that lobes and spicules do not change the lesion's area (a
+    spiculated lesion has a smaller body); the core is the disc of `radius` * `box` about the centre
+    (the lesion without its lobes and spicules, with `box` a label-free nuisance): the crop's box is
+    the core's, so that its scale and the lesion's fill fraction of it carry no label.
+    """
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    dy, dx = yy - centre[0], xx - centre[1]
+    theta = np.arctan2(dy, dx) - rotation
+    dist = np.hypot(dy, dx)
+    scale = np.sqrt(np.mean(_radial(_THETA, lesion, cues) ** 2))  # the star's area / the unit disc's
+    return dist <= radius * _radial(theta, lesion, cues) / scale, dist <= radius * box
+
+
+def _in_mask(x, mask):
+    """`x` less its mean inside `mask`, over its sd there (1 where it is flat)."""
+    v = x[mask]
+    return (x - v.mean()) / (v.std() if v.std() > 1e-8 else 1.0)
+
+
+def _radial_modes(mask, inside):
+    """The two smoothest radial patterns of a lesion: zero mean and unit sd in it, orthogonal in values and gradients.
+
+    Spanned by polynomials in depth, tapered to 0 at the edge (the lesion's edge keeps its base intensity
+    whatever the pattern); solved as an eigenproblem of gradient energy over an orthonormal basis of the
+    zero-mean span (lowest first). The first is about monotone in depth, oriented brighter towards the edge
+    (a ring); the second a band. A lesion too small to hold two patterns gets the first and a flat second.
+    """
+    from scipy.linalg import null_space
+
     depth = inside / (inside.max() + 1e-8)
-    # Rim: bright band at the periphery, thicker and stronger for malignant-looking lesions.
-    rim_width = 0.08 + 0.35 * cues["rim"]
-    rim = np.exp(-0.5 * (depth / rim_width) ** 2) * (0.15 + 0.6 * cues["rim"])
-    lesion = base + contrast * (rim + (0.04 + 0.4 * cues["heterogeneity"]) * texture)
-    # Soft edge: sharp for smooth margins, blurred for spiculated ones.
-    edge = ndimage.gaussian_filter(mask.astype(float), 0.4 + 1.2 * cues["spiculation"])
+    taper = 1.0 - np.exp(-0.5 * (inside / 1.5) ** 2)
+    basis = np.stack([taper * (1 - depth) ** k for k in range(5)])
+    v = basis[:, mask].T
+    q = null_space(v.mean(0)[None])  # combinations of zero mean in the lesion (still 0 at its edge and outside)
+    _, sv, wt = np.linalg.svd(v @ q, full_matrices=False)
+    keep = sv > 1e-6 * sv.max() if sv.size and sv.max() > 0 else np.zeros(0, bool)
+    coef = q @ wt[keep].T / sv[keep] * np.sqrt(mask.sum())  # basis -> patterns of unit mean square in the lesion
+    patterns = np.tensordot(coef.T, basis, 1)
+    if len(patterns) < 2:
+        return _in_mask(-depth, mask), np.zeros_like(depth)
+    grads = np.stack([np.stack(np.gradient(p))[:, mask].reshape(-1) for p in patterns], 1)
+    _, vecs = np.linalg.eigh(grads.T @ grads)
+    modes = [np.tensordot(vecs[:, i], patterns, 1) for i in (0, 1)]
+    return [m if (m[mask] * depth[mask]).mean() < 0 else -m for m in modes]
+
+
+def _paint_lesion(image, mask, base, contrast, cues, texture, noise, blur):
+    """Fill the lesion: base intensity, an enhancement pattern (rim) and a textured interior (heterogeneity)."""
+    inside = ndimage.distance_transform_edt(mask)
+    # Rim: where the enhancement sits, not how much of it: brightest at the centre (0) through a mid-depth
+    # band to a peripheral ring about a darker centre (1). A turn in the plane of the two smoothest radial
+    # patterns: zero mean, unit sd and the same gradient energy at rim and 1 - rim.
+    ring, band = _radial_modes(mask, inside)
+    phi = np.pi * cues["rim"]
+    rim = -np.cos(phi) * ring + np.sin(phi) * band
+    # Heterogeneity: the texture's skew, not its amount: bright flecks (0), an even grain (0.5), dark
+    # (necrotic) blotches (1); a value and its mirror 1 - value give textures that are each other's negatives
+    # in distribution (the same sd and gradient energy). Bounded, so that no crop's window clips it.
+    g = np.clip(_in_mask(texture, mask), -2.5, 2.5)
+    tex = _in_mask(g + SKEW * (1 - 2 * cues["heterogeneity"]) * (g ** 2 - 1) / 2, mask)
+    # Uncorrelated with the rim's patterns in the lesion, so that the two add up to the same sd whatever the cues.
+    for mode in (ring, band):
+        tex = tex - (tex[mask] * mode[mask]).mean() * mode
+    tex = _in_mask(tex, mask)
+    lesion = base + contrast * (RIM_SD * rim + TEXTURE_SD * tex)
+    # Soft edge: a blur drawn per cut, whatever the cues (a label-dependent blur moved every intensity
+    # statistic); the lesion is dense inside its mask, its partial-volume edge just outside.
+    edge = np.clip(2.0 * ndimage.gaussian_filter(ndimage.binary_dilation(mask).astype(float), blur), 0, 1)
     return image * (1 - edge) + lesion * edge + noise
 
 
@@ -158,13 +251,13 @@ def _brain_background(rng, size):
     head = rr <= 1.0
     brain = rr <= 0.80
     img = np.zeros((size, size)) + 20.0
-    img[head] = 650.0  # scalp and fat are bright on T1
+    img[head] = 1200.0  # scalp and fat are bright on T1 (the slice's window reaches up to them)
     white = _smooth_noise(rng, (size, size), size / 12)
-    img[brain] = 380.0 + 70.0 * white[brain] + 25.0 * _smooth_noise(rng, (size, size), 1.5)[brain]
+    img[brain] = 150.0 + 30.0 * white[brain] + 12.0 * _smooth_noise(rng, (size, size), 1.5)[brain]
     # Ventricles: two dark CSF crescents near the centre.
     for s in (-1, 1):
         v = ((yy - rng.uniform(-0.05, 0.02)) / 0.12) ** 2 + ((xx - s * 0.05) / 0.035) ** 2 <= 1
-        img[v] = 120.0
+        img[v] = 60.0
     return img, brain & ~(((yy / 0.16) ** 2 + (xx / 0.12) ** 2) <= 1)
 
 
@@ -194,11 +287,11 @@ def _lung_background(rng, size):
 
 _ORGAN = {
     # organ: (background fn, lesion base intensity, lesion contrast, noise sd)
-    # Tuned so that each cue changes the prepared crops about equally in both organs (`cue_table`):
-    # the 1400-HU CT window flattens lung lesions, so lung needs a larger contrast than brain, whose
-    # percentile window spans only ~20..650.
-    "brain": (_brain_background, (420.0, 560.0), (100.0, 160.0), 12.0),  # enhancing rim up to ~+120
-    "lung": (_lung_background, (-100.0, -40.0), (240.0, 330.0), 18.0),  # solid nodule, rim up to ~+200 HU
+    # Tuned so that each cue changes the prepared crops about equally in both organs (`cue_table`), and
+    # so that the lesion sits mid-window (its patterns are clipped alike on both sides, for both classes):
+    # CT's window is -1000..400 HU; the brain's, the slice's percentiles, spans ~20..1200 (up to the scalp).
+    "brain": (_brain_background, (510.0, 670.0), (220.0, 310.0), 20.0),  # enhancing lesion in darker tissue
+    "lung": (_lung_background, (-400.0, -200.0), (240.0, 330.0), 18.0),  # part-solid nodule in aerated lung
 }
 # Intensity window of each organ's crops (as `registry.phantom_lesions` prepares them): HU for CT,
 # None = the slice's own percentiles for MRI.
@@ -210,8 +303,8 @@ def phantom_slice(organ: str, label: int, seed: int, size: int = 128, overlap: f
     """Cut `cut` through lesion `seed` of `organ`, class `label` (1 = malignant), deterministically.
 
     The lesion's cues depend on (organ, seed, label), its shape and intensities on (organ, seed); the
-    cut adds slice-level nuisance (background, section size, position, rotation, texture, noise). `cues` overrides the
-    drawn cue strengths (all four, each in [0, 1]) and changes nothing else.
+    cut adds slice-level nuisance (background, section size, position, rotation, edge blur, core-box size,
+    texture, noise). `cues` overrides the drawn cue strengths (all four, each in [0, 1]) and changes nothing else.
     """
     if organ not in _ORGAN:
         raise ValueError(f"unknown phantom organ {organ!r}; allowed: {', '.join(ORGANS)}")
@@ -228,16 +321,19 @@ def phantom_slice(organ: str, label: int, seed: int, size: int = 128, overlap: f
     # Another cut through the same lesion: a smaller or larger section, elsewhere, turned.
     radius = lesion["radius"] * rng.uniform(0.7, 1.0) * size
     rotation, where = rng.uniform(0, 2 * np.pi), rng.uniform()
-    ys, xs = np.nonzero(ndimage.binary_erosion(allowed, iterations=int(radius)))
-    if len(ys) == 0:
-        ys, xs = np.nonzero(allowed)
+    blur, box = rng.uniform(0.4, 1.6), rng.uniform(0.85, 1.15)  # edge blur and core-box size: nuisance
+    # Where the lesion fits with its crop inside the organ, else where the lesion alone fits, else anywhere in it.
+    for reach in (1.7 * radius, radius, 0):
+        ys, xs = np.nonzero(ndimage.binary_erosion(allowed, iterations=int(reach)) if int(reach) else allowed)
+        if len(ys):
+            break
     i = int(where * len(ys))
-    mask = _lesion_mask(image.shape, (ys[i], xs[i]), radius, rotation, lesion, cues)
+    mask, core = _lesion_mask(image.shape, (ys[i], xs[i]), radius, rotation, lesion, cues, box)
     texture = _smooth_noise(_rng(seed, organ, _TEXTURE_STREAM, cut), image.shape, lesion["texture_sigma"])
     noise = noise_sd * _rng(seed, organ, _NOISE_STREAM, cut).standard_normal(image.shape)
     image = _paint_lesion(image, mask, lo + lesion["base"] * (hi - lo), clo + lesion["contrast"] * (chi - clo),
-                          cues, texture, noise)
-    return PhantomSlice(image=image.astype(np.float32), mask=mask, label=int(label), cues=cues)
+                          cues, texture, noise, blur)
+    return PhantomSlice(image=image.astype(np.float32), mask=mask, label=int(label), cues=cues, core=core)
 
 
 def phantom_labels(n: int, malignant_fraction: float, seed: int) -> np.ndarray:
@@ -267,10 +363,19 @@ def phantom_slices(organ: str, n: int, seed: int = 0, size: int = 128, overlap: 
 
 
 def crop_slice(organ: str, s: PhantomSlice, image_size: int = 64, margin: float = 0.25):
-    """(crop, crop mask) of a slice, prepared as `registry.phantom_lesions` prepares it."""
-    from .prep import extract_lesion
+    """(crop, crop mask) of a slice, prepared as `registry.phantom_lesions` prepares it.
 
-    return extract_lesion(s.image, s.mask, image_size, margin, CROP_WINDOW[organ])
+    The box is that of the lesion's core (`PhantomSlice.core`; the whole mask where a slice has none),
+    so that spicules and lobes do not stretch it; the crop mask is the whole lesion's, in that box.
+    """
+    from skimage.transform import resize
+
+    from .prep import crop, extract_lesion, lesion_bbox
+
+    core = s.mask if s.core is None else s.core
+    img, _ = extract_lesion(s.image, core, image_size, margin, CROP_WINDOW[organ])
+    msk = crop(s.mask.astype(np.float32), lesion_bbox(core, margin), fill=0.0)
+    return img, resize(msk, (image_size, image_size), order=0, anti_aliasing=False, preserve_range=True) > 0.5
 
 
 def cue_visibility(organ: str, cue: str, n: int = 16, size: int = 128, image_size: int = 64, margin: float = 0.25,

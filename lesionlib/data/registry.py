@@ -55,7 +55,11 @@ def lesion_index(source: str, organ: str, **params) -> LesionIndex:
 def phantom_lesions(organ: str, n: int, seed: int = 0, image_size: int = 64, margin: float = 0.25,
                     slice_size: int = 128, overlap: float = 0.6, malignant_fraction: float = 0.5,
                     shared: float = 1.0, slices_per_patient: int = 1) -> LesionSet:
-    """`n` phantom slices of `organ` (`slices_per_patient` per synthetic patient), each prepared into a lesion crop."""
+    """`n` phantom slices of `organ` (`slices_per_patient` per synthetic patient), each prepared into a lesion crop.
+
+    The crop is boxed on the lesion's core, not on its spicules (`phantom.crop_slice`), so that its scale carries
+    no label; the stored masks are the whole lesions' in those boxes.
+    """
     from .phantom import check_shared, crop_slice, phantom_slices
 
     shared = check_shared(shared)
@@ -63,7 +67,7 @@ def phantom_lesions(organ: str, n: int, seed: int = 0, image_size: int = 64, mar
     for s in phantom_slices(organ, n, seed=seed, size=slice_size, overlap=overlap,
                             malignant_fraction=malignant_fraction, shared=shared,
                             slices_per_patient=slices_per_patient):
-        img, msk = crop_slice(organ, s, image_size, margin)  # lung: CT_LESION_WINDOW; brain: percentiles
+        img, msk = crop_slice(organ, s, image_size, margin)  # core's box; lung: CT_LESION_WINDOW; brain: percentiles
         imgs.append(img)
         masks.append(msk)
         labels.append(s.label)
