@@ -256,6 +256,15 @@ def direction_label(direction: str) -> str:
     return direction.replace("_to_", " → ")
 
 
+def interval_text(point: float, lo: float, hi: float, digits: int = 2) -> str:
+    """'+0.12 [+0.03, +0.21]', or '+0.12 [no interval]' where there is none (one seed, no variance, no skill)."""
+    import math
+
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{point:+.{digits}f} [no interval]"
+    return f"{point:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
 def control_line(checks: pd.DataFrame, shared, arm: str, other: str) -> str:
     """One comparison of the Controls page (`comparisons.control_verdicts`): the AUC difference of `arm` minus
     `other` in condition `shared` (it decides), then the F2 difference, each with its 95 % interval and badge."""
@@ -263,8 +272,8 @@ def control_line(checks: pd.DataFrame, shared, arm: str, other: str) -> str:
 
     match = checks.shared.apply(lambda c: c == shared) & (checks.comparison == f"{ARM_LABELS[arm]} − {ARM_LABELS[other]}")
     row = checks[match].iloc[0]
-    return (f"AUC {row['AUC difference']:+.2f} [{row['AUC lo']:+.2f}, {row['AUC hi']:+.2f}] {badge(row['AUC verdict'])} "
-            f"(F2 {row['F2 difference']:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}] {badge(row.verdict)})")
+    return (f"AUC {interval_text(row['AUC difference'], row['AUC lo'], row['AUC hi'])} {badge(row['AUC verdict'])} "
+            f"(F2 {interval_text(row['F2 difference'], row.lo, row.hi)} {badge(row.verdict)})")
 
 
 def evidence_lines(table: pd.DataFrame, outline: bool = False) -> str:

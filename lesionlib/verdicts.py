@@ -24,6 +24,7 @@ from .comparisons import (UNDECIDED, Comparison, cell_replicates, gated, holm_si
                           paper_spreads, replicate_comparison, seed_comparison, sign_verdict, t_comparison)
 from .experiment import ARM_LABELS
 from .profile import DIRECTIONS, SIZE_NAMES
+from .report import interval_text
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
 LEVEL = 0.95
@@ -210,7 +211,7 @@ def _row(claim, direction, verdict, evidence, rule):
 
 
 def _fmt(c) -> str:
-    return f"{c.point:+.2f} [{c.lo:+.2f}, {c.hi:+.2f}]"
+    return interval_text(c.point, c.lo, c.hi)
 
 
 NAMES = {"auc": "AUC", "f2": "F2"}
@@ -402,7 +403,7 @@ def _seed_findings(ev: Evidence) -> list[dict]:
     return [_row("(e) LesAug starts from a lower loss and converges sooner", d, verdict_e,
                  "; ".join(f"{k} {_fmt(c)}" for k, c in parts.items()) + f" {seeds}", rule_e),
             _row("(h) LesAug takes less time to build, counting its source model", d, sign_verdict(-total.sign),
-                 f"gradient steps LesAug + its source − LesAgn {total.point:+.0f} [{total.lo:+.0f}, {total.hi:+.0f}] "
+                 f"gradient steps LesAug + its source − LesAgn {interval_text(total.point, total.lo, total.hi, 0)} "
                  f"(without the source: {own.point:+.0f}); seconds {secs.point:+.1f} {seeds}", rule_h)]
 
 
