@@ -96,10 +96,9 @@ class Comparison:
         if self.reps is not None and other.reps is not None:
             n = min(len(self.reps), len(other.reps))
             return replicate_comparison(self.point - other.point, self.reps[:n] - other.reps[:n])
+        term = sum(c.var_seed ** 2 / c.df_seed for c in (self, other) if c.var_seed)
         return t_comparison(self.point - other.point, self.var_seed + other.var_seed,
-                            self.var_test + other.var_test,
-                            (self.var_seed ** 2 / self.df_seed if self.var_seed else 0.0)
-                            + (other.var_seed ** 2 / other.df_seed if other.var_seed else 0.0))
+                            self.var_test + other.var_test, term)
 
 
 UNDECIDED = Comparison(float("nan"), float("nan"), float("nan"), 1.0)
@@ -108,8 +107,10 @@ UNDECIDED = Comparison(float("nan"), float("nan"), float("nan"), 1.0)
 def t_comparison(point: float, var_seed: float, var_test: float, seed_term: float, level: float = LEVEL,
                  note: str = "") -> Comparison:
     """A Student-t interval around `point` with variance var_seed + var_test and Welch-Satterthwaite df;
-    `seed_term` = var_seed^2 / df_seed summed over independent seed parts (test parts have infinite df)."""
+    `seed_term` = var_seed^2 / df_seed summed over independent seed parts (test parts have infinite df).
+    The Comparison keeps var_seed with its own df (var_seed^2 / seed_term), so independent ones combine."""
     var = var_seed + var_test
+    df_seed = var_seed ** 2 / seed_term if seed_term > 0 else float("inf")
     if not np.isfinite(var) or var <= (1e-9 * max(1.0, abs(point))) ** 2:  # zero (up to rounding): never decisive
         return Comparison(point, float("nan"), float("nan"), 1.0, var_seed, float("nan"), var_test,
                           note=note or "no variance estimate")
@@ -118,7 +119,7 @@ def t_comparison(point: float, var_seed: float, var_test: float, seed_term: floa
     q = stats.t.ppf(0.5 + level / 2, df) if np.isfinite(df) else stats.norm.ppf(0.5 + level / 2)
     p = 2 * (stats.t.sf(abs(point) / se, df) if np.isfinite(df) else stats.norm.sf(abs(point) / se))
     return Comparison(float(point), float(point - q * se), float(point + q * se), float(p), float(var_seed),
-                      float(df), float(var_test), note=note)
+                      float(df_seed), float(var_test), note=note)
 
 
 def seed_comparison(x: np.ndarray, level: float = LEVEL) -> Comparison:
@@ -144,7 +145,7 @@ def replicate_comparison(point: float, reps, level: float = LEVEL) -> Comparison
     _, lo, hi = interval(point, reps, level)
     p = min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0))) if len(reps) else 1.0
     if len(reps) and np.ptp(reps) == 0:
-        lo = hi = float("nan")  # every replicate equal: no spread, never decisive
+        lo, hi, p = float("nan"), float("nan"), 1.0  # every replicate equal: no spread, never decisive
     return Comparison(float(point), lo, hi, float(p), reps=reps)
 
 
@@ -246,8 +247,8 @@ def paper_replicates(cells: dict, direction: str, spreads: dict, n_boot: int, se
     """cell -> {'f2': array (n_boot + 1, 1)} for the paper's (R, P) cells of one direction: row 0 as printed, rows
     1.. another run (R and P drawn with the arm's Fig 3 spread) scored on another 200-lesion test set.
 
-    `cells` maps a key ending in the arm to the paper's (R, P). Cells with the same arm and the same (R, P)
-    are one run (Fig 1 High and Fig 2 High) and share replicates. Each direction draws from its own stream.
+    `cells` maps (figure, row, arm) to the paper's (R, P). A Fig 2 cell printed exactly as Fig 1's High cell
+    of its arm is that run (Fig 2's High row, and Base and LesAgn in every row) and shares its replicates. Each direction draws from its own stream.
     """
     organ = DIRECTIONS[direction][1]
     n_pos = round(PAPER_TEST_SIZE * PAPER_MALIGNANT_FRACTION[organ])
@@ -257,7 +258,8 @@ def paper_replicates(cells: dict, direction: str, spreads: dict, n_boot: int, se
     out = {}
     for key, (r, p) in cells.items():
         arm = key[-1]
-        run = (arm, r, p)
+        high = ("fig1", "High", arm)  # Fig 2's cells printed as Fig 1's High run are that run; nothing else is
+        run = high if key[0] == "fig2" and cells.get(high) == (r, p) else key
         if run not in runs:
             sd_r, sd_p = spreads.get(arm, spreads["base"])
             rr = np.clip(r + sd_r * rng.standard_normal(n_boot), 0, 1)

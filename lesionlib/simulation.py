@@ -144,14 +144,14 @@ def false_holds(sc: Scenario, sims: int = 200, seed: int = 0) -> pd.DataFrame:
 
 
 def power(sc: Scenario, gain: float, sims: int = 200, seed: int = 1) -> pd.DataFrame:
-    """Per finding and measure, how often it holds when LesAug's AUC is `gain` above the other arms' in every
-    cell, the gain growing as the target shrinks (Fig 1) and shrinking with the source (Fig 2): from 0.5 x to
-    1.5 x `gain` across the rows."""
+    """Per finding and measure, how often it holds when LesAug's AUC is above the other arms' in every cell:
+    growing as the target shrinks (Fig 1: from 0.5 x `gain` at High to 1.5 x at the smallest) and shrinking
+    with the source (Fig 2: from Fig 1's High, the same run, 0.5 x, to 0.25 x at the smallest)."""
     rank = {r: i for i, r in enumerate(sc.rows)}  # High = 0 ... VLow = last
     k = max(len(sc.rows) - 1, 1)
 
     def g(fig, row):
-        return gain * (0.5 + rank[row] / k) if fig == "fig1" else gain * (1.5 - rank[row] / k)
+        return gain * (0.5 + rank[row] / k) if fig == "fig1" else gain * (0.5 - 0.25 * rank[row] / k)
     rng = np.random.default_rng(seed)
     runs = [_verdicts(sc, rng, g) for _ in range(sims)]
     return _rates(runs, "holds", sims)

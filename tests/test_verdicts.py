@@ -253,3 +253,27 @@ def test_a_figure_page_states_its_own_findings_beside_the_papers():
             assert list(got.paper) == [want[c] for c in got.claim]
     finally:
         V.run_evidence = orig
+
+
+def test_independent_comparisons_combine_with_their_seed_degrees_of_freedom():
+    a = C.t_comparison(0.2, 0.01, 0.01, 0.01 ** 2 / 2)  # seed part with 2 df, test part as large
+    assert a.df_seed == pytest.approx(2)  # not the df of the total (8)
+    d = a - C.t_comparison(0.1, 0.01, 0.01, 0.01 ** 2 / 2)
+    assert d.df_seed == pytest.approx(4) and d.var_seed == pytest.approx(0.02) and d.var_test == pytest.approx(0.02)
+    from scipy import stats
+    assert d.hi - d.point == pytest.approx(stats.t.ppf(0.975, 16) * np.sqrt(0.04))  # Satterthwaite: (0.04)^2 / (0.02^2/4)
+
+
+def test_only_fig1_high_runs_are_shared_by_the_papers_cells():
+    """Lung -> brain prints LesAug's Fig 1 Medium and Low as the same numbers: two runs, two sets of replicates."""
+    rep = reference.reported()
+    ev = V.paper_evidence("lung_to_brain", rep, 200)
+    med, low = ev.stats[("fig1", "Medium", "lesaug")]["f2"], ev.stats[("fig1", "Low", "lesaug")]["f2"]
+    assert rep["fig1"]["lung_to_brain"]["Medium"]["lesaug"] == rep["fig1"]["lung_to_brain"]["Low"]["lesaug"]
+    assert med is not low and not np.array_equal(med[1:], low[1:])
+    assert ev.stats[("fig2", "Low", "lesagn")]["f2"] is ev.stats[("fig1", "High", "lesagn")]["f2"]  # one run
+
+
+def test_a_swap_test_by_random_swaps_counts_the_observed_layout():
+    ratio, lo, hi, k = V.swap_test(fig3_frame(0.01, 0.2, pairs=20), sims=999)
+    assert k == 20 and lo == pytest.approx(1 / 1000)  # never 0
