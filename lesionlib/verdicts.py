@@ -336,7 +336,9 @@ def findings(ev: Evidence) -> list[dict]:
         row = c(ev)
         if row is None:
             return []
-        f2 = c(ev, "f2") if ev.source != "paper" else row
+        if ev.source == "paper":  # decided on F2 already: nothing to show beside it
+            return [{**row, "F2 verdict": row["verdict"], "F2 evidence": ""}]
+        f2 = c(ev, "f2")
         return [{**row, "F2 verdict": f2["verdict"], "F2 evidence": f2["evidence"]}]
     seed = lambda r: [{**r, "F2 verdict": r["verdict"], "F2 evidence": ""}]  # noqa: E731  (no threshold involved)
     return (both(claim_a) + both(claim_b) + both(claim_c) + both(claim_d) + seed(seed_e) + both(claim_f)
@@ -437,7 +439,7 @@ def gain_by_direction(b2l: Evidence, l2b: Evidence, metric=None) -> dict:
 def verdict_table(b2l: Evidence, l2b: Evidence) -> pd.DataFrame:
     """Every finding for both directions, plus (i), as one table."""
     i = gain_by_direction(b2l, l2b)
-    i_f2 = gain_by_direction(b2l, l2b, "f2") if b2l.source != "paper" else i
+    i_f2 = gain_by_direction(b2l, l2b, "f2") if b2l.source != "paper" else {**i, "evidence": ""}
     rows = findings(b2l) + findings(l2b) + [{**i, "F2 verdict": i_f2["verdict"], "F2 evidence": i_f2["evidence"]}]
     return pd.DataFrame(rows)
 
