@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from .experiment import ARM_LABELS
+from .metrics import f2_from_rp
 from .profile import DIRECTIONS
 from .runner import THRESHOLD
 
@@ -87,9 +88,6 @@ class Comparison:
     @property
     def sign(self) -> int:
         return sign(self.lo, self.hi)
-
-    def __iter__(self):  # (point, lo, hi), as intervals were passed around before
-        return iter((self.point, self.lo, self.hi))
 
     def __sub__(self, other: "Comparison") -> "Comparison":
         """The difference of two independent comparisons (e.g. of two directions, whose test sets differ)."""
@@ -169,17 +167,6 @@ def _f2_counts(tp, pos, called):
     den = 4 * pos + called
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, 5 * tp / np.where(den > 0, den, 1), 0.0)
-
-
-def _f2(r, p):
-    den = 4 * p + r
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, 5 * p * r / np.where(den > 0, den, 1), 0.0)
-
-
-def _rp(tp, pos, called):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pos > 0, tp / np.maximum(pos, 1), 0.0), np.where(called > 0, tp / np.maximum(called, 1), 0.0)
 
 
 def _patient_weights(cells: dict, n_boot: int, seed):
@@ -267,7 +254,7 @@ def paper_replicates(cells: dict, direction: str, spreads: dict, n_boot: int, se
             # false-positive rate that gives precision pp at recall rr on this test set
             fpr = np.minimum(1.0, rr * n_pos * (1 - pp) / (pp * n_neg))
             tp, fp = rng.binomial(n_pos, rr), rng.binomial(n_neg, fpr)
-            runs[run] = np.concatenate([[_f2(np.array(r), np.array(p))], _f2_counts(tp, n_pos, tp + fp)])[:, None]
+            runs[run] = np.concatenate([[f2_from_rp(r, p)], _f2_counts(tp, n_pos, tp + fp)])[:, None]
         out[key] = {"f2": runs[run]}
     return out
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import reference
 from .comparisons import (UNDECIDED, Comparison, cell_replicates, gated, holm_signs, paper_replicates,
-                          paper_spreads, replicate_comparison, seed_comparison, sign_verdict, t_comparison)
+                          paper_spreads, replicate_comparison, seed_comparison, sign_verdict)
 from .experiment import ARM_LABELS
 from .profile import DIRECTIONS, SIZE_NAMES
 from .report import interval_text
@@ -287,7 +287,7 @@ def claim_d(ev: Evidence, metric=None) -> dict | None:
     ratio, lo, hi, n = swap_test(ev.fig3, statistic="auc" if m == "auc" else "rp")
     alpha = (1 - LEVEL) / 2
     verdict = "holds" if lo <= alpha else "does not hold" if hi <= alpha else "inconclusive"
-    sk = seed_comparison(ev.fig3[ev.fig3.arm == "lesaug"]["auc"].to_numpy(float)[None, :] - 0.5)
+    sk = per_seed_comparison(ev.fig3[ev.fig3.arm == "lesaug"]["auc"] - 0.5)
     if verdict == "holds" and sk.sign <= 0:
         verdict = "inconclusive"  # a model that calls every lesion one class varies little, and knows nothing
     what = "range of the AUC" if m == "auc" else "range of R + range of P"
@@ -373,13 +373,9 @@ def figure_verdicts(runner, fig: str, direction: str, n_boot: int = 1000) -> pd.
 
 def per_seed_comparison(values) -> Comparison:
     """Mean over seeds of per-seed values that have no test-set error (losses on validation patients, steps):
-    a t interval with n - 1 df; one seed, or seeds that all agree, decide nothing."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return Comparison(float(v.mean()) if len(v) else float("nan"), float("nan"), float("nan"), 1.0,
-                          note="one seed")
-    var = float(np.var(v, ddof=1)) / len(v)
-    return t_comparison(float(v.mean()), var, 0.0, var ** 2 / (len(v) - 1))
+    `seed_comparison` with no test-patient replicates, i.e. a t interval with n - 1 df; one seed, or seeds that
+    all agree, decide nothing."""
+    return seed_comparison(np.asarray(values, dtype=float)[None, :])
 
 
 def _seed_findings(ev: Evidence) -> list[dict]:
