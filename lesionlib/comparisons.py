@@ -338,3 +338,112 @@ def control_verdicts(runner, direction: str, n_boot: int = 1000) -> pd.DataFrame
     return pd.DataFrame([{"direction": direction, "shared": cond, **row}
                          for cond in dict.fromkeys(k[0] for k in specs)
                          for row in compare_controls(condition_cells(specs, results, cond), n_boot, seed)])
+
+
+def seeds_to_decide(diffs, alpha: float = (1 - LEVEL) / len(CONTROL_COMPARISONS), power: float = 0.8,
+                    most: int = 1000) -> int | None:
+    """The fewest seeds at which paired per-seed differences like `diffs` would be decided by a two-sided t test
+    at `alpha` with probability `power` (noncentral t), or None beyond `most`: a projection that takes the
+    measured mean and sd as the truth. The default alpha is Bonferroni's over the Controls' comparisons, which
+    Holm's step-down never needs more than; the test-patient covariance is left out (it only widens)."""
+    d = np.asarray(diffs, dtype=float)
+    if len(d) < 2 or not np.isfinite(d).all() or d.std(ddof=1) == 0:
+        return None
+    effect = abs(d.mean()) / d.std(ddof=1)
+    for n in range(2, most + 1):
+        t = stats.t.ppf(1 - alpha / 2, n - 1)
+        nc = effect * np.sqrt(n)
+        if stats.nct.sf(t, n - 1, nc) + stats.nct.cdf(-t, n - 1, nc) >= power:
+            return n
+    return None
+
+
+POWER_COMPARISONS = ("LesAug − LesShuf", "LesAug − LesAgn", "LesAug − LesStat")  # the control question's three
+
+
+def control_power(paths) -> pd.DataFrame:
+    """The measured power of the Controls against their cost: one row per probe file
+    (`benchmarks/controls_probe.py`'s JSON), data condition and number of seeds, with the AUC verdicts of the
+    control question's comparisons, the training seconds those seeds took, and whether the row *decides* the
+    question (organs that share cues: LesAug beats LesShuf and LesAgn; organs that do not: none of the three
+    holds, while LesAgn − AgnStat and LesAug − Base, which G's features alone may win, may hold)."""
+    import json
+    from pathlib import Path
+
+    from .report import direction_label, interval_text
+
+    rows = []
+    for path in paths:
+        path = Path(path)
+        try:
+            probe = json.loads(path.read_text())
+            settings, machine = probe["settings"], probe["machine"]
+            conditions = probe["conditions"]
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"{path} is not a controls probe result ({err!r}); write it again with "
+                             "`python -m benchmarks.controls_probe DIRECTION PROFILE`") from err
+        where = machine.get("gpu") or f"{machine['cpus']} CPU cores"
+        for cond in conditions:
+            cost = list(cond["seconds_per_seed"].values())
+            for by in cond["by_seeds"]:
+                k = by["seeds"]
+                found = {c["comparison"]: c for c in by["comparisons"]}
+                row = {"profile": probe["profile"], "direction": direction_label(probe["direction"]),
+                       "machine": where, "crop": f"{settings['image_size']}²", "epochs": settings["epochs"],
+                       "|d_t|": settings["target_size"], "|d_s|": settings["source_size"],
+                       "shared": cond["shared"], "seeds": k, "training minutes": round(sum(cost[:k]) / 60, 1)}
+                for name in POWER_COMPARISONS:
+                    c = found[name]
+                    row[name] = f"{interval_text(c['AUC difference'], c['AUC lo'], c['AUC hi'])} {c['AUC verdict']}"
+                verdicts = [found[n]["AUC verdict"] for n in POWER_COMPARISONS]
+                if cond["shared"] > 0:
+                    row["decides"] = verdicts[0] == "holds" and verdicts[1] == "holds"
+                else:  # no lesion knowledge to carry over: none of the three may hold
+                    row["decides"] = "holds" not in verdicts
+                rows.append(row)
+            if cond["shared"] > 0 and cond.get("auc"):  # the projection from this condition's seeds
+                auc = cond["auc"]
+                for name, other in (("LesAug − LesShuf", "lesshuf"), ("LesAug − LesAgn", "lesagn")):
+                    diffs = [auc["lesaug"][s] - auc[other][s] for s in auc["lesaug"]]
+                    rows[-1][f"{name}: seeds to decide"] = seeds_to_decide(diffs)
+    return pd.DataFrame(rows)
+
+
+def power_lines(power: pd.DataFrame) -> str:
+    """What `control_power`'s table says, as Markdown: per probe, the fewest seeds that decide each condition,
+    then the cheapest setting measured that decides both (or that none does)."""
+    lines, both = [], []
+    for (profile, direction), rows in power.groupby(["profile", "direction"], sort=False):
+        first = rows.iloc[0]
+        top = rows[rows.seeds == rows.groupby("shared").seeds.transform("max")]
+        per_seed = (top["training minutes"] / top.seeds).mean()
+        parts = []
+        for shared, cond in rows.groupby("shared", sort=False):
+            ok = cond[cond.decides]
+            parts.append(f"`phantom_shared` = {shared:g}: " + (f"decided from {int(ok.seeds.min())} seeds on"
+                         if not ok.empty else f"not decided with {int(cond.seeds.max())} seeds"))
+        lines.append(f"- `{profile}` ({direction}; {first.crop} crops, ≤ {first.epochs} epochs, |d_t| = "
+                     f"{first['|d_t|']}, |d_s| = {first['|d_s|']}, {first.machine}; {per_seed:.1f} training "
+                     "minutes per seed and condition): " + "; ".join(parts) + ".")
+        for name in POWER_COMPARISONS[:2]:
+            col = f"{name}: seeds to decide"
+            if col in rows and rows[col].notna().any():
+                last = rows[rows[col].notna()].iloc[-1]
+                lines.append(f"  - {name}, projected from the per-seed differences of its {int(last.seeds)} seeds "
+                             f"(taken as the truth; 80 % power at 0.05 / 5): about {int(last[col])} seeds")
+        need = [rows[c].dropna().iloc[-1] for c in (f"{n}: seeds to decide" for n in POWER_COMPARISONS[:2])
+                if c in rows and rows[c].notna().any()]
+        if len(need) == 2:
+            n_cond = rows.shared.nunique()
+            lines.append(f"  - both, at {int(max(need))} seeds and {n_cond} condition{'s' if n_cond > 1 else ''}: about "
+                         f"{max(need) * per_seed * n_cond / 60:.0f} training hours on {first.machine}")
+        for k, at_k in rows.groupby("seeds"):
+            if at_k.shared.nunique() > 1 and at_k.decides.all():
+                both.append((at_k["training minutes"].sum(), profile, direction, k, first.machine))
+    if both:
+        minutes, profile, direction, k, machine = min(both)
+        lines.append(f"\nThe cheapest setting measured that decides both conditions: `{profile}` with {k} control "
+                     f"seeds, {minutes:.0f} training minutes for {direction}'s controls on {machine}.")
+    else:
+        lines.append("\nNo setting measured here decides both conditions.")
+    return "\n".join(lines) + "\n"

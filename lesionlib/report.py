@@ -290,3 +290,4 @@ def evidence_lines(table: pd.DataFrame, outline: bool = False) -> str:
         if "rule" in rows:
             out.append(f"  - *rule*: {rows['rule'].iloc[0]}")
     return "\n".join(out) + "\n"
+

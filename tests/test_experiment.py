@@ -288,3 +288,14 @@ def test_min_steps_is_a_checked_profile_parameter_and_part_of_every_run_spec(cac
     assert spec_key(base0) != spec_key(base6)
     fit = Runner(replace(P, min_steps=6), log=lambda m: None).ensure(base6)["fit"]
     assert P.epochs * fit["steps_per_epoch"] < 6 <= fit["steps"]  # one epoch would have been too few steps
+
+
+def test_the_named_variants_of_quick_change_only_what_they_say():
+    from lesionlib.profile import Profile
+
+    quick = load_profile("quick")
+    assert load_profile("quick-shared0") == replace(quick, profile="quick-shared0", phantom_shared=0.0)
+    gpu = load_profile("quick-gpu")
+    changed = {k for k in Profile.keys() if getattr(gpu, k) != getattr(quick, k)}
+    assert changed == {"profile", "image_size", "epochs", "patience", "control_seeds"}
+    assert gpu.control_seeds == list(range(48))

@@ -73,3 +73,56 @@ def test_the_sphinx_extension_drops_duplicate_inline_scripts_whoever_added_them(
     assert [(j.filename, j.attributes) for j in scripts] == [
         (None, {"body": thebe}), ("_static/a.js", {}), ("", {"body": "var t = 1"}),
         ("_static/a.js", {"defer": "defer"})]
+
+
+def _probe(shared_verdicts: dict) -> dict:
+    """A controls probe result (`benchmarks.controls_probe`'s JSON) whose comparisons have the given AUC verdicts."""
+    names = ("LesAug − LesShuf", "LesAug − LesStat", "LesAgn − AgnStat", "LesAug − LesAgn", "LesAug − Base")
+    conds = []
+    for shared, by_k in shared_verdicts.items():
+        conds.append({"shared": shared, "wall_seconds": 10.0, "seconds_per_seed": {"0": 60.0, "1": 60.0, "2": 120.0},
+                      "auc": {}, "by_seeds": [
+                          {"seeds": k, "comparisons": [
+                              {"comparison": n, "AUC difference": 0.1, "AUC lo": 0.02, "AUC hi": 0.18, "p": 0.01,
+                               "AUC verdict": v.get(n, "inconclusive"), "F2 difference": 0.0, "lo": -0.1,
+                               "hi": 0.1, "verdict": "inconclusive"} for n in names]} for k, v in by_k.items()]})
+    return {"profile": "p", "direction": "brain_to_lung", "date": "2026-12-07",
+            "machine": {"cpus": 2, "device": "cpu", "workers": 2, "gpu": None},
+            "settings": {"image_size": 64, "epochs": 10, "patience": 3, "min_steps": 20, "batch_size": 16,
+                         "test_size": 80, "target_size": 33, "source_size": 200, "control_seeds": [0, 1, 2]},
+            "conditions": conds}
+
+
+def test_control_power_decides_only_with_both_wins_where_cues_are_shared_and_none_where_not(tmp_path):
+    import json
+
+    import pytest
+
+    from lesionlib.comparisons import control_power
+
+    both = {"LesAug − LesShuf": "holds", "LesAug − LesAgn": "holds"}
+    probe = _probe({1.0: {2: {"LesAug − LesShuf": "holds"}, 3: both},
+                    0.0: {2: {"LesAgn − AgnStat": "holds", "LesAug − Base": "holds"}, 3: {"LesAug − LesStat": "holds"}}})
+    (tmp_path / "a.json").write_text(json.dumps(probe))
+    t = control_power([tmp_path / "a.json"])
+    assert list(t.seeds) == [2, 3, 2, 3]
+    assert list(t.decides) == [False, True, True, False]  # shared 0: G's own wins are allowed, LesStat's is not
+    assert list(t["training minutes"]) == [2.0, 4.0, 2.0, 4.0]  # the first k seeds' training seconds
+    assert t["LesAug − LesShuf"].iloc[1] == "+0.10 [+0.02, +0.18] holds"
+    (tmp_path / "bad.json").write_text('{"profile": "p"}')
+    with pytest.raises(ValueError, match="bad.json is not a controls probe result"):
+        control_power([tmp_path / "bad.json"])
+
+
+def test_power_lines_name_the_cheapest_setting_that_decides_both_conditions(tmp_path):
+    import json
+
+    from lesionlib.comparisons import control_power, power_lines
+
+    both = {"LesAug − LesShuf": "holds", "LesAug − LesAgn": "holds"}
+    (tmp_path / "a.json").write_text(json.dumps(_probe({1.0: {2: {}, 3: both}, 0.0: {2: {}, 3: {}}})))
+    text = power_lines(control_power([tmp_path / "a.json"]))
+    assert "`phantom_shared` = 1: decided from 3 seeds" in text and "`phantom_shared` = 0: decided from 2 seeds" in text
+    assert "`p` with 3 control seeds, 8 training minutes" in text  # 4 minutes per condition
+    (tmp_path / "a.json").write_text(json.dumps(_probe({1.0: {2: {}, 3: {}}, 0.0: {2: {}, 3: {}}})))
+    assert "No setting measured here decides both conditions." in power_lines(control_power([tmp_path / "a.json"]))

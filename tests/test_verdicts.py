@@ -277,3 +277,14 @@ def test_only_fig1_high_runs_are_shared_by_the_papers_cells():
 def test_a_swap_test_by_random_swaps_counts_the_observed_layout():
     ratio, lo, hi, k = V.swap_test(fig3_frame(0.01, 0.2, pairs=20), sims=999)
     assert k == 20 and lo == pytest.approx(1 / 1000)  # never 0
+
+
+def test_seeds_to_decide_is_the_textbook_t_test_sample_size():
+    from lesionlib.comparisons import seeds_to_decide
+
+    # one-sample t test, two-sided alpha 0.05, power 0.8 (G*Power): effect size 1 needs 10, effect size 2 needs 5
+    assert seeds_to_decide(np.array([0.0, 1.0, 2.0]), alpha=0.05) == 10
+    assert seeds_to_decide(np.array([0.5, 1.0, 1.5]), alpha=0.05) == 5
+    assert seeds_to_decide(np.array([-1.0, 1.0, 0.0]) + 0.0, alpha=0.05) is None  # no effect: never
+    assert seeds_to_decide(np.array([0.3])) is None  # one seed: no spread to project from
+    assert seeds_to_decide(np.array([0.0, 1.0, 2.0])) > 10  # the Controls' default alpha (0.01) asks for more
