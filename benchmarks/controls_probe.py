@@ -27,7 +27,8 @@ from lesionlib.profile import load_profile
 
 from benchmarks.common import write_json
 
-P = load_profile(sys.argv[2] if len(sys.argv) > 2 else str(Path(__file__).with_name("controls-gpu.yaml")))
+DEFAULT = str(Path(__file__).with_name("controls-gpu.yaml"))
+RESULTS = Path(__file__).with_name("results")
 T0 = time.time()
 
 
@@ -37,22 +38,24 @@ def log(msg):
 
 def make(args):
     """Generate one phantom set into the run cache (in parallel: the generator is single-threaded)."""
-    shared, organ = args
+    P, shared, organ = args
     Runner(P, log=lambda m: None).dataset(data_spec(control_profile(P, shared), organ))
-    return args
+    return shared, organ
 
 
-def main(direction: str) -> None:
+def main(direction: str, profile: str = DEFAULT, results: Path = RESULTS) -> Path:
+    """Train (or find in the cache) the Controls of `direction` on `profile`; write and return its JSON file."""
+    P = load_profile(profile)
     pd.set_option("display.width", 250)
     with Pool(4) as pool:
-        for done in pool.imap_unordered(make, [(s, o) for s in P.control_shared for o in ("brain", "lung")]):
+        for done in pool.imap_unordered(make, [(P, s, o) for s in P.control_shared for o in ("brain", "lung")]):
             log(f"data {done}")
     R = runner_for(P, log=log)
     specs = controls_specs(P, direction)
     source, target = {"brain_to_lung": ("brain", "lung"), "lung_to_brain": ("lung", "brain")}[direction]
     smallest = [s for s in ("High", "Medium", "Low", "VLow") if s in P.target_sizes][-1]
     import torch
-    out_path = Path(__file__).with_name("results") / f"controls-{P.profile}-{direction}.json"
+    out_path = Path(results) / f"controls-{P.profile}-{direction}.json"
     report = {"profile": P.profile, "direction": direction, "date": time.strftime("%Y-%m-%d"),
               "machine": {"cpus": os.cpu_count(), "device": P.device, "workers": P.workers,
                           "processor": platform.processor() or platform.machine(),
@@ -98,7 +101,8 @@ def main(direction: str) -> None:
         write_json(out_path, report)
         log(f"wrote {out_path}")
     log("total")
+    return out_path
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "brain_to_lung")
+    main(sys.argv[1] if len(sys.argv) > 1 else "brain_to_lung", *sys.argv[2:3])

@@ -394,18 +394,20 @@ def control_power(paths) -> pd.DataFrame:
                        "shared": cond["shared"], "seeds": k, "training minutes": round(sum(cost[:k]) / 60, 1)}
                 for name in POWER_COMPARISONS:
                     c = found[name]
-                    row[name] = f"{interval_text(c['AUC difference'], c['AUC lo'], c['AUC hi'])} {c['AUC verdict']}"
+                    num = [np.nan if c[k] is None else c[k] for k in ("AUC difference", "AUC lo", "AUC hi")]  # JSON null: no interval
+                    row[name] = f"{interval_text(*num)} {c['AUC verdict']}"
                 verdicts = [found[n]["AUC verdict"] for n in POWER_COMPARISONS]
                 if cond["shared"] > 0:
                     row["decides"] = verdicts[0] == "holds" and verdicts[1] == "holds"
                 else:  # no lesion knowledge to carry over: none of the three may hold
                     row["decides"] = "holds" not in verdicts
                 rows.append(row)
-            if cond["shared"] > 0 and cond.get("auc"):  # the projection from this condition's seeds
+            if cond.get("auc"):  # the projection from this condition's seeds: where a comparison would hold
                 auc = cond["auc"]
-                for name, other in (("LesAug − LesShuf", "lesshuf"), ("LesAug − LesAgn", "lesagn")):
+                for name in POWER_COMPARISONS:
+                    other = {v: k for k, v in ARM_LABELS.items()}[name.split(" − ")[1]]
                     diffs = [auc["lesaug"][s] - auc[other][s] for s in auc["lesaug"]]
-                    rows[-1][f"{name}: seeds to decide"] = seeds_to_decide(diffs)
+                    rows[-1][f"{name}: seeds to hold"] = seeds_to_decide(diffs) if np.mean(diffs) > 0 else None
     return pd.DataFrame(rows)
 
 
@@ -425,18 +427,30 @@ def power_lines(power: pd.DataFrame) -> str:
         lines.append(f"- `{profile}` ({direction}; {first.crop} crops, ≤ {first.epochs} epochs, |d_t| = "
                      f"{first['|d_t|']}, |d_s| = {first['|d_s|']}, {first.machine}; {per_seed:.1f} training "
                      "minutes per seed and condition): " + "; ".join(parts) + ".")
-        for name in POWER_COMPARISONS[:2]:
-            col = f"{name}: seeds to decide"
-            if col in rows and rows[col].notna().any():
-                last = rows[rows[col].notna()].iloc[-1]
-                lines.append(f"  - {name}, projected from the per-seed differences of its {int(last.seeds)} seeds "
-                             f"(taken as the truth; 80 % power at 0.05 / 5): about {int(last[col])} seeds")
-        need = [rows[c].dropna().iloc[-1] for c in (f"{n}: seeds to decide" for n in POWER_COMPARISONS[:2])
-                if c in rows and rows[c].notna().any()]
-        if len(need) == 2:
-            n_cond = rows.shared.nunique()
-            lines.append(f"  - both, at {int(max(need))} seeds and {n_cond} condition{'s' if n_cond > 1 else ''}: about "
-                         f"{max(need) * per_seed * n_cond / 60:.0f} training hours on {first.machine}")
+        need, wrong = {}, {}  # projected seeds to hold: where cues are shared (two must), where none is (none may)
+        for shared, cond in rows.groupby("shared", sort=False):
+            last = cond.iloc[-1]
+            got = {n: last.get(f"{n}: seeds to hold") for n in POWER_COMPARISONS}
+            got = {n: int(v) for n, v in got.items() if v is not None and v == v}
+            if shared > 0:
+                need.update({n: got.get(n) for n in POWER_COMPARISONS[:2]})
+            else:
+                wrong.update(got)
+            if got:
+                lines.append(f"  - projected from the per-seed differences of its {int(last.seeds)} seeds at "
+                             f"`phantom_shared` = {shared:g} (taken as the truth; 80 % power at 0.05 / 5): "
+                             + ", ".join(f"{n} would hold{' (wrongly: no cue is shared)' if shared == 0 else ''} "
+                                         f"from about {v} seeds" for n, v in got.items()))
+        if need and all(need.get(n) for n in POWER_COMPARISONS[:2]):
+            n_need = max(need.values())
+            if wrong and min(wrong.values()) <= n_need:
+                lines.append(f"  - more seeds alone cannot decide it here: before both hold where the cues are shared "
+                             f"(about {n_need} seeds), {min(wrong, key=wrong.get)} would hold where none is (about "
+                             f"{min(wrong.values())}); what these comparisons see is not only knowledge of shared cues")
+            else:
+                n_cond = rows.shared.nunique()
+                lines.append(f"  - both, at {n_need} seeds and {n_cond} condition{'s' if n_cond > 1 else ''}: about "
+                             f"{n_need * per_seed * n_cond / 60:.0f} training hours on {first.machine}")
         for k, at_k in rows.groupby("seeds"):
             if at_k.shared.nunique() > 1 and at_k.decides.all():
                 both.append((at_k["training minutes"].sum(), profile, direction, k, first.machine))

@@ -66,3 +66,26 @@ def test_every_section_imports_and_has_a_measure_and_a_report():
     steps = sections()
     assert [label for label, _, _ in steps][:4] == ["1. throughput", "2. compute", "2. bf16", "3. data"]
     assert all(callable(measure) and callable(report) for _, measure, report in steps)
+
+
+def test_the_controls_probe_writes_what_the_method_page_reads(tmp_path, monkeypatch):
+    """One tiny probe (test network, smoke sizes, 2 control seeds) end to end: its JSON is read back by
+    `comparisons.control_power` with a row per condition and number of seeds."""
+    from benchmarks import controls_probe
+    from lesionlib.comparisons import control_power
+
+    monkeypatch.setenv("LESIONLIB_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "tiny.yaml").write_text(
+        "profile: tiny\nbase: smoke\narch: test_densenet\nimage_size: 32\nepochs: 1\npatience: 1\nmin_steps: 0\n"
+        "batch_size: 8\ngeneric_size: 30\ngeneric_epochs: 1\ncontrol_seeds: [0, 1]\nworkers: 0\ndevice: cpu\n")
+    out = controls_probe.main("brain_to_lung", str(tmp_path / "tiny.yaml"), tmp_path / "results")
+    assert out == tmp_path / "results" / "controls-tiny-brain_to_lung.json"
+    t = control_power([out])
+    assert list(t.shared) == [1.0, 0.0] and list(t.seeds) == [2, 2]
+    import json
+
+    probe = json.loads(out.read_text())
+    assert all(v > 0 for c in probe["conditions"] for v in c["seconds_per_seed"].values())  # every seed's cost
+    assert sorted(probe["conditions"][0]["auc"]) == sorted(["base", "lesagn", "lesaug", "lesshuf", "lesstat", "agnstat"])
+    assert t["|d_t|"].iloc[0] > 0
+    assert "LesAug − LesShuf: seeds to hold" in t  # projected in each condition (None if no spread)
