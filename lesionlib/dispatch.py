@@ -72,12 +72,23 @@ def worker_specs(workers: int, gpus: int = 0, cores: int | None = None) -> dict:
     return specs
 
 
-def local_cluster(workers: int):
-    """A cluster of worker processes on this machine (see `worker_specs`), closed with its context."""
+LOOPBACK = "127.0.0.1"  # an unauthenticated Dask scheduler runs any pickled task sent to it: never reachable by default
+
+
+def local_cluster(workers: int, host: str = LOOPBACK, dashboard: str | None = None):
+    """A cluster of worker processes on this machine (see `worker_specs`), closed with its context.
+
+    Scheduler and workers listen on `host` (loopback unless you name an address) and the dashboard is
+    off unless `dashboard` names one (e.g. "127.0.0.1:8787")."""
     from distributed import Scheduler, SpecCluster
 
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
-    return SpecCluster(workers=worker_specs(workers, gpu_count()), scheduler=scheduler, silence_logs=logging.WARNING)
+    # Dask's scheduler always serves /health and /metrics over HTTP: on `host`, at a free port, without the dashboard
+    scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": dashboard or f"{host}:0",
+                                                "dashboard": dashboard is not None}}
+    specs = worker_specs(workers, gpu_count())
+    for spec in specs.values():
+        spec["options"]["host"] = host  # the nanny, and through it its worker
+    return SpecCluster(workers=specs, scheduler=scheduler, silence_logs=logging.WARNING)
 
 
 def gpu_resources(client) -> dict:

@@ -3,6 +3,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import asdict, replace
 
 import pytest
@@ -60,6 +62,36 @@ def test_a_local_cluster_gives_each_gpu_one_worker_that_sees_only_it(monkeypatch
     assert all(w["options"]["resources"] == {"GPU": 1} and w["options"]["nthreads"] == 1 for w in gpu.values())
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")  # this process sees two of the machine's GPUs
     assert [w["options"]["env"]["CUDA_VISIBLE_DEVICES"] for w in worker_specs(2, gpus=2).values()] == ["2", "5"]
+
+
+def _listening(process) -> set:
+    """(pid, address) of every listening TCP socket of `process` and its children."""
+    import psutil
+
+    return {(p.pid, c.laddr.ip) for p in [process, *process.children(recursive=True)]
+            for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+
+
+def test_the_local_cluster_listens_on_loopback_only_and_serves_no_dashboard():
+    # An unauthenticated Dask scheduler runs any pickled task it is sent: reachable from the network it is
+    # remote code execution as the user. Every socket of the real cluster (scheduler, nannies, workers) is checked.
+    import psutil
+    from distributed import Client
+
+    from lesionlib.dispatch import local_cluster
+
+    me = psutil.Process()
+    before = _listening(me)
+    with local_cluster(2) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2, timeout=60)
+        opened = _listening(me) - before
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        http = client.scheduler_info()["services"]["dashboard"]  # Dask's name for its HTTP server, dashboard or not
+        assert http != 8787  # a free port, not the one a user's own Dask dashboard has
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/status", timeout=10)  # the dashboard's page: absent
+    assert len({pid for pid, _ in opened}) >= 3  # this process (scheduler, nannies) and two worker processes
+    assert {ip for _, ip in opened} <= {"127.0.0.1", "::1"}, opened
 
 
 def test_runs_on_cuda_ask_for_a_gpu_only_where_workers_declare_one():
