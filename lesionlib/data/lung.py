@@ -80,6 +80,7 @@ def find_series(lidc_dir, scan) -> Path:
 def _read_slice(path: Path, scan):
     """(z, instance number, HU image) of one DICOM file, after checking it belongs to `scan`."""
     import pydicom
+    from pydicom.pixels import apply_modality_lut
 
     try:
         ds = pydicom.dcmread(path)
@@ -93,8 +94,7 @@ def _read_slice(path: Path, scan):
                                 f"(scan {scan.id}); the folder mixes series: remove the foreign file or download again")
     if "ImagePositionPatient" not in ds:
         raise LungDataError(f"{path} has no ImagePositionPatient: cannot place the slice; download it again")
-    slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-    hu = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    hu = apply_modality_lut(pixels, ds).astype(np.float32)  # Rescale Slope/Intercept, or a Modality LUT, to HU
     return float(ds.ImagePositionPatient[2]), int(ds.get("InstanceNumber", 0) or 0), hu
 
 
