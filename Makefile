@@ -5,7 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup book test unit nbval notebooks clean bench bench-gpu publish
+.PHONY: help setup book dry-run test unit nbval notebooks clean bench bench-gpu publish
+
+## List the targets and what each does.
+help:
+	@awk '/^## /{doc=(doc ? doc " " : "") substr($$0,4); next} /^[a-z-]+:/{if(doc){split($$0,t,":"); printf "  make %-10s %s\n", t[1], doc}; doc=""}' $(MAKEFILE_LIST)
+
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,19 +18,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+## Create .venv and install lesionlib with its test tools (done by every other target).
 setup: $(STAMP)
 
-## Execute the notebook grid of $(PROFILE) with papermill and build the HTML book into _build/html.
+## Execute the notebook grid of PROFILE (default quick) with papermill and build the HTML book into _build/html.
 book: $(STAMP)
 	$(BIN)/lesionlib grid --profile $(PROFILE)
+
+## What `make book` would do, training and executing nothing: pages stale and why, runs cached or to train, an estimate.
+dry-run: $(STAMP)
+	$(BIN)/lesionlib grid --profile $(PROFILE) --dry-run
 
 ## All tests: unit tests, then nbval over the book's notebooks (smoke outputs).
 test: $(STAMP)
 	$(BIN)/python -m pytest tests book/*.ipynb --nbval-lax -p no:cacheprovider --durations=15
 
+## Unit tests only.
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
+## nbval over the book's notebooks only.
 nbval: $(STAMP)
 	$(BIN)/python -m pytest book/*.ipynb --nbval-lax -p no:cacheprovider
 
@@ -33,6 +45,7 @@ nbval: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/lesionlib notebooks
 
+## Remove the built book (_build); run caches stay.
 clean:
 	rm -rf _build
 

@@ -7,6 +7,7 @@ from its spec; every run takes all its epochs (early stopping makes it less: an 
 assumed share of the H100's dense bf16 peak.
 """
 from lesionlib.cache import spec_key
+from lesionlib.costs import run_size
 from lesionlib.experiment import FIGURES, book_runs, counting_profile, grid_specs, unique_runs
 from lesionlib.profile import Profile, profile_values
 
@@ -28,20 +29,10 @@ def labelled_runs(P: Profile) -> list[tuple[str, dict]]:
 
 
 def run_row(what: str, spec: dict) -> dict:
-    """{what, n_train, n_valid, n_test, epochs} of one run, from its spec.
-
-    G (natural crops) holds out `valid_frac` of its crops; a lesion model holds out `valid_frac` of its
-    sample, or one of `folds` folds (Fig 3); a target model is tested on `test_size` lesions.
-    """
-    cfg = spec["train"]
-    if spec["role"] == "generic":
-        n, n_valid, n_test = int(spec["n"]), int(round(spec["n"] * cfg["valid_frac"])), 0
-    else:
-        s = spec["sample"]
-        n = int(s["n"])
-        n_valid = n // int(s["folds"]) if "fold" in s else int(round(n * cfg["valid_frac"]))
-        n_test = int(s.get("test_size", 0))
-    return {"what": what, "n_train": n - n_valid, "n_valid": n_valid, "n_test": n_test, "epochs": int(cfg["epochs"])}
+    """{what, n_train, n_valid, n_test, epochs} of one run, from its spec (`lesionlib.costs.run_size`)."""
+    size = run_size(spec)
+    return {"what": what, "n_train": size["n_train"], "n_valid": size["n_valid"], "n_test": size["n_scored"],
+            "epochs": size["epochs"]}
 
 
 def estimate_runs(P: Profile) -> list[dict]:

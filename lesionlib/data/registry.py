@@ -112,7 +112,7 @@ def prepared_lesions(organ: str, data_dir: str, image_size: int | None = None, *
 
     path = Path(data_dir).expanduser() / organ
     if not path.is_dir():
-        raise FileNotFoundError(f"no prepared {organ} lesions at {path}; run `lesionlib data prepare --source {organ} "
+        raise FileNotFoundError(f"no prepared {organ} lesions at {path}; run `lesionlib data prepare {organ} "
                                 f"... --out {path.parent}` first (see the book's Materials chapter), or use data_source: phantom")
     ds = load_lesions(path)
     if image_size is not None and ds.image_size != image_size:

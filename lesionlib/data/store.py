@@ -62,7 +62,7 @@ def load_index(path) -> LesionIndex:
     path = Path(path)
     if not (path / "index.csv").is_file():
         raise PreparedSetError(f"{path / 'index.csv'} does not exist: {path} is not a prepared lesion set; create it "
-                               f"with `lesionlib data prepare --source ... --out {path.parent}`")
+                               f"with `lesionlib data prepare ... --out {path.parent}`")
     try:
         index = pd.read_csv(path / "index.csv", dtype={"patient": str}, usecols=["patient", "label", "organ"])
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
@@ -80,7 +80,7 @@ def load_lesions(path) -> LesionSet:
     path = Path(path)
     if not path.is_dir():
         raise PreparedSetError(f"{path} is not a prepared lesion set (no such directory); create it with "
-                               f"`lesionlib data prepare --source ... --out {path.parent}`")
+                               f"`lesionlib data prepare ... --out {path.parent}`")
     missing = [f for f in ("index.csv", "crops.npz", "meta.json") if not (path / f).is_file()]
     if missing:
         raise PreparedSetError(f"prepared set {path} is incomplete: {', '.join(missing)} missing; prepare it again")
