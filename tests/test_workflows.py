@@ -80,6 +80,14 @@ def test_book_workflow_tests_builds_and_deploys_the_book():
     for name in profile["options"]:
         assert (ROOT / "params" / f"{name}.yaml").is_file(), name
 
+    # Pull requests are tested and built, never deployed; a failed page's notebook is kept as an artefact.
+    assert "main" in on["pull_request"]["branches"]
+    assert "pull_request" in wf["jobs"][deploy_job]["if"] and "refs/heads/main" in wf["jobs"][deploy_job]["if"]
+    for action in ("actions/configure-pages", "actions/upload-pages-artifact"):
+        assert uses[action][1]["if"] == "github.event_name != 'pull_request'", action
+    kept = uses["actions/upload-artifact"][1]
+    assert kept["if"] == "failure()" and kept["with"]["path"].endswith(".failed.ipynb")
+
     # The run cache and the staged notebooks are cached between builds.
     cached = uses["actions/cache"][1]["with"]["path"]
     assert ".cache/lesionlib" in cached and "_build/stage" in cached
