@@ -1,5 +1,5 @@
-"""Command line: `lesionlib grid` (notebooks + book), `lesionlib notebooks` (refresh smoke outputs),
-`lesionlib data` (fetch, prepare) and `lesionlib cache check` (verify the run cache)."""
+"""Command line: `lesionlib grid` (notebooks + book, or --dry-run), `lesionlib notebooks` (refresh smoke outputs),
+`lesionlib data` (fetch, prepare), `lesionlib profile show` and `lesionlib cache check` (verify the run cache)."""
 from __future__ import annotations
 
 import argparse
@@ -59,6 +59,13 @@ def _data_prepare(args) -> int:
     c = ds.counts()
     print(f"{path}: {c['lesions']} lesions of {c['patients']} patients ({c['malignant']} malignant, "
           f"{c['benign']} benign) in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _profile_show(args) -> int:
+    from .profile import show_profile
+
+    print(show_profile(args.name))
     return 0
 
 
@@ -135,6 +142,11 @@ def main(argv=None) -> int:
     ph.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     for parser_ in (b, lu, ph):
         parser_.set_defaults(func=_data_prepare)
+    pr = sub.add_parser("profile", help="the profiles of parameters").add_subparsers(dest="profile_cmd", required=True)
+    sh = pr.add_parser("show", help="print a profile resolved (every parameter, its meaning, '*' where it differs "
+                       "from the paper's default) as a YAML file you can save and edit")
+    sh.add_argument("name", help="smoke, quick, paper, ... or a path to a .yaml profile")
+    sh.set_defaults(func=_profile_show)
     c = sub.add_parser("cache", help="inspect the run cache").add_subparsers(dest="cache_cmd", required=True)
     k = c.add_parser("check", help="verify every finished run (files parse, key matches, weights load)")
     k.add_argument("--cache", help="run cache root (default: $LESIONLIB_CACHE or .cache/lesionlib in the project)")

@@ -291,3 +291,16 @@ def evidence_lines(table: pd.DataFrame, outline: bool = False) -> str:
             out.append(f"  - *rule*: {rows['rule'].iloc[0]}")
     return "\n".join(out) + "\n"
 
+
+
+def parameter_table(P: Profile) -> pd.DataFrame:
+    """Every parameter of `P`: its value, the paper's setting (the default) where it differs, and what it means."""
+    defaults, helps = Profile.defaults(), Profile.help()
+
+    def shown(v):
+        return "null" if v is None else str(v).replace("'", "")
+
+    rows = [{"parameter": k, "this profile": shown(getattr(P, k)),
+             "the paper's": "" if getattr(P, k) == defaults[k] else shown(defaults[k]), "what it means": helps[k]}
+            for k in Profile.keys()]
+    return pd.DataFrame(rows).set_index("parameter")
