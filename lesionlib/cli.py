@@ -14,7 +14,7 @@ def _grid(args) -> int:
         return 0
 
     t = run_grid(args.profile, args.sections, args.directions, build=not args.no_build, force=args.force,
-                 output=args.output, parallel=args.parallel)
+                 output=args.output, parallel=args.parallel, quiet=not args.verbose)
     print(" ".join(f"{k}={v:.0f}s" for k, v in t.items()))
     return 0
 
@@ -106,6 +106,8 @@ def main(argv=None) -> int:
                    help=f"only these directions, of: {', '.join(DIRECTIONS)}")
     g.add_argument("--dry-run", action="store_true", help="train and execute nothing: list each page's status "
                    "(and why it would execute), its runs cached or to train, and an estimate of the training time")
+    g.add_argument("-v", "--verbose", action="store_true", help="show every message live (training runs, Dask, "
+                   "Jupyter) instead of one progress display and a log file under _build/")
     g.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the HTML")
     g.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
     g.add_argument("--output", help="where _build/stage and _build/html go (default: the project folder)")

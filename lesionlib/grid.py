@@ -13,12 +13,14 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
+from .buildlog import Progress, tail
+from .buildlog import quiet as quiet_output
 from .config import cores_per
 from .fingerprint import library_versions, package_code
 from .profile import (DIRECTIONS, SCHEDULER_ENV, Profile, load_params, profile_path, project_root,
@@ -215,7 +217,7 @@ def build_html(stage: Path, output: Path) -> Path:
 
 
 def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool, timings: dict,
-             parallel: int = 1) -> None:
+             parallel: int = 1, progress=None) -> None:
     """Execute the grid's (page, direction) jobs, skipping pages that are up to date.
 
     With `parallel` > 1, up to that many pages run at once (each in its own kernel), in GRID order; the
@@ -231,13 +233,14 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
         p = dict(params, **({"direction": direction} if direction else {}))
         label = page.section + (f" [{direction}]" if direction else "")
         inputs = [f for pattern in page.inputs for f in _input_files(root, pattern.format(profile=name))]
+        done = progress.page_done if progress else _log
         if not force and not stale and _is_current(out, _fingerprint(src, p, inputs)):
-            _log(f"[{i}/{len(jobs)}] {label}: up to date")
+            done(f"[{i}/{len(jobs)}] {label}: up to date")
             return
         _log(f"[{i}/{len(jobs)}] {label}: executing {page.notebook} on profile {name} ...")
         timings[label] = execute_page(src, out, p, root, inputs)
         executed.append(label)
-        _log(f"[{i}/{len(jobs)}] {label}: done in {timings[label]:.0f} s")
+        done(f"[{i}/{len(jobs)}] {label}: done in {timings[label]:.0f} s")
 
     numbered = [(i, page, d) for i, (page, d) in enumerate(jobs, 1)]
     _side_by_side([j for j in numbered if not j[1].summary], one, parallel)
@@ -314,12 +317,13 @@ def grid_jobs(sections=None, directions=None) -> list:
 
 
 def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False,
-             output=None, parallel: int | None = None) -> dict:
+             output=None, parallel: int | None = None, quiet: bool = False) -> dict:
     """Execute the notebook grid of `profile` (optionally a subset), then build the book.
 
     Staged notebooks go to `<output>/_build/stage/<profile>/`, the HTML to `<output>/_build/html`
     (`output` defaults to the project root); `parallel` pages execute at once (None: `pages_at_once`; see
-    `_execute`).
+    `_execute`). `quiet`: one progress display on the terminal, every other message (training, Dask, Jupyter)
+    in `<output>/_build/grid-<profile>.log` (`lesionlib.buildlog`).
     """
     root = project_root()
     output = Path(output) if output else root
@@ -336,25 +340,48 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
         if f"book/{old.name}" not in expected:  # a page this grid no longer makes (e.g. before per-direction pages)
             old.unlink()
     timings, cached = {}, book_runs_cached(P)  # cached 0: a build from empty caches (what time targets mean)
-    t_all = time.perf_counter()
-    try:
-        with shared_cluster(params):
-            _execute(jobs, stage, root, params, name, force, timings, pages_at_once(params, parallel))
-    except BaseException:
-        _record_timings(stage, timings, cached)  # the pages that did finish keep their times
-        raise
-    timings["notebooks"] = time.perf_counter() - t_all
-    if build:
-        left_out = stage_book(stage, root)
-        if left_out:
-            _log(f"book: pages not executed on this profile are left out: {', '.join(left_out)}")
-        t0 = time.perf_counter()
-        html = build_html(stage, output)
-        timings["html"] = time.perf_counter() - t0
-        _log(f"book: {html / 'index.html'}")
-    timings["total"] = time.perf_counter() - t_all
-    _record_timings(stage, timings, cached)
+    log_path = output / "_build" / f"grid-{name}.log"
+    with quiet_output(log_path, verbose=not quiet) as terminal:
+        progress = None
+        if quiet:
+            progress = _progress(P, jobs, terminal, root)
+            terminal.write(f"lesionlib grid: profile {name}, {len(jobs)} pages, {progress.runs} training runs "
+                           f"({progress.cached} cached); messages go to {log_path} (-v shows them here)\n")
+        t_all = time.perf_counter()
+        try:
+            with shared_cluster(params), (progress or nullcontext()):
+                _execute(jobs, stage, root, params, name, force, timings, pages_at_once(params, parallel), progress)
+        except BaseException:
+            _record_timings(stage, timings, cached)  # the pages that did finish keep their times
+            if quiet:
+                terminal.write(f"the build failed; the end of {log_path}:\n{tail(log_path)}\n")
+            raise
+        timings["notebooks"] = time.perf_counter() - t_all
+        if build:
+            left_out = stage_book(stage, root)
+            say = terminal.write if quiet else (lambda text: _log(text.rstrip("\n")))
+            if left_out:
+                say(f"book: pages not executed on this profile are left out: {', '.join(left_out)}\n")
+            t0 = time.perf_counter()
+            html = build_html(stage, output)
+            timings["html"] = time.perf_counter() - t0
+            say(f"book: {html / 'index.html'} (built in {timings['html']:.0f} s)\n")
+        timings["total"] = time.perf_counter() - t_all
+        _record_timings(stage, timings, cached)
     return timings
+
+
+def _progress(P: Profile, jobs, terminal, root: Path):
+    """The build's progress display: the jobs' runs counted in the run cache, the dry run's estimate as a first ETA."""
+    from .cache import RunCache
+
+    cache = RunCache(P.cache_root())
+    runs = [r for new in job_runs(P, jobs) for r in new]
+    finished = [r for r in runs if cache.has(r)]
+    missing = [r for r in runs if not cache.has(r)]
+    estimate = estimate_training(P, cache, finished, missing, root) if missing else None
+    return Progress(terminal.write, pages=len(jobs), runs=len(runs), count_runs=lambda: sum(cache.has(r) for r in runs),
+                    estimate_s=estimate["wall_s"] if estimate else None, tty=terminal.tty)
 
 
 def book_runs_cached(P: Profile) -> int:
@@ -405,9 +432,8 @@ def plan_grid(profile: str, sections=None, directions=None, output=None) -> dict
     takes the committed benchmark of this kind of device; each missing run takes all its epochs at most, and
     the finished runs' mean share of their epochs as the estimate. A profile of real data whose files are
     absent is planned on its parameters (`counting_profile`): its runs are counted, none can be cached."""
-    from .cache import RunCache, spec_key
-    from .costs import benchmark_coef, finished_rows, fit_run_time, predicted_s, run_size
-    from .experiment import FIGURES, check_samples, counting_profile, unique_runs
+    from .cache import RunCache
+    from .experiment import check_samples, counting_profile
     from .profile import ProfileError, profile_values
 
     root = project_root()
@@ -424,25 +450,48 @@ def plan_grid(profile: str, sections=None, directions=None, output=None) -> dict
         data_note = f"{err} — runs counted on the profile's parameters; none can be cached"
     name = Path(profile_path(profile)).stem
     stage = output / "_build" / "stage" / name
-    cache, seen, pages, finished, missing = RunCache(P.cache_root()), set(), [], [], []
+    cache, pages, finished, missing = RunCache(P.cache_root()), [], [], []
     jobs = grid_jobs(sections, directions)
     before_summary = False
-    for page, d in jobs:
+    for (page, d), runs in zip(jobs, job_runs(P, jobs)):
         p = dict(params, **({"direction": d} if d else {}))
         inputs = [f for pattern in page.inputs for f in _input_files(root, pattern.format(profile=name))]
         status = page_status(stage / page.staged(d), _fingerprint(root / page.notebook, p, inputs))
         if page.summary and before_summary and status == UP_TO_DATE:
             status = "a page before it executes"
         before_summary |= not page.summary and status != UP_TO_DATE
-        runs = []
-        if page.section in FIGURES:
-            runs = [r for r in unique_runs(FIGURES[page.section](P, d).values()) if spec_key(r) not in seen]
-            seen.update(spec_key(r) for r in runs)
         done = [r for r in runs if data_note is None and cache.has(r)]
         finished += done
         missing += [r for r in runs if not (data_note is None and cache.has(r))]
         pages.append({"page": page.section + (f" [{d}]" if d else ""), "notebook": page.staged(d), "status": status,
                       "runs": len(runs), "cached": len(done), "missing": len(runs) - len(done)})
+    seen = len(finished) + len(missing)
+    return {"profile": name, "stage": str(stage), "cache": str(cache.root), "data": data_note, "pages": pages,
+            "runs": seen, "cached": len(finished), "missing": len(missing),
+            "estimate": estimate_training(P, cache, finished, missing, root),
+            "stale": sum(pg["status"] != UP_TO_DATE for pg in pages)}
+
+
+def job_runs(P: Profile, jobs) -> list:
+    """For each (page, direction) job, the distinct training runs it needs that no earlier job does."""
+    from .cache import spec_key
+    from .experiment import FIGURES, unique_runs
+
+    seen, out = set(), []
+    for page, d in jobs:
+        runs = []
+        if page.section in FIGURES:
+            runs = [r for r in unique_runs(FIGURES[page.section](P, d).values()) if spec_key(r) not in seen]
+            seen.update(spec_key(r) for r in runs)
+        out.append(runs)
+    return out
+
+
+def estimate_training(P: Profile, cache, finished: list, missing: list, root: Path) -> dict | None:
+    """Seconds the `missing` runs will train: `lesionlib.costs`' model fitted to the `finished` runs (at least
+    three), else the committed benchmark of this kind of device; None without either."""
+    from .costs import benchmark_coef, finished_rows, fit_run_time, predicted_s, run_size
+
     rows = finished_rows(cache.result(r) for r in finished)
     device = next((r["env"]["device"] for r in missing + finished if r.get("env")), "cpu")
     coef, lanes = fit_run_time(rows), max(1, P.workers)  # runs measured in this build's workers, side by side
@@ -451,18 +500,15 @@ def plan_grid(profile: str, sections=None, directions=None, output=None) -> dict
     else:  # a benchmark measured one run at a time on the whole machine (or one GPU)
         coef, source = benchmark_coef(root, device, P.image_size) or (None, None)
         lanes = 1
+    if coef is None:
+        return None
     share = sum(r["epochs_run"] / r["epoch_cap"] for r in rows) / len(rows) if rows else 1.0
-    estimate = None
-    if coef is not None:
-        sizes = [run_size(r) for r in missing]
-        at_most = sum(predicted_s(coef, z["n_train"], z["n_valid"], z["n_scored"], z["epochs"]) for z in sizes)
-        likely = sum(predicted_s(coef, z["n_train"], z["n_valid"], z["n_scored"], max(1, round(share * z["epochs"])))
-                     for z in sizes)
-        estimate = {"train_s": likely, "train_s_all_epochs": at_most, "lanes": lanes, "wall_s": likely / lanes,
-                    "epoch_share": share, "from": source, "device": device}
-    return {"profile": name, "stage": str(stage), "cache": str(cache.root), "data": data_note, "pages": pages,
-            "runs": len(seen), "cached": len(finished), "missing": len(missing), "estimate": estimate,
-            "stale": sum(pg["status"] != UP_TO_DATE for pg in pages)}
+    sizes = [run_size(r) for r in missing]
+    at_most = sum(predicted_s(coef, z["n_train"], z["n_valid"], z["n_scored"], z["epochs"]) for z in sizes)
+    likely = sum(predicted_s(coef, z["n_train"], z["n_valid"], z["n_scored"], max(1, round(share * z["epochs"])))
+                 for z in sizes)
+    return {"train_s": likely, "train_s_all_epochs": at_most, "lanes": lanes, "wall_s": likely / lanes,
+            "epoch_share": share, "from": source, "device": device}
 
 
 def format_plan(plan: dict) -> str:

@@ -337,3 +337,16 @@ def test_a_failing_page_keeps_its_executed_notebook_with_the_traceback(tmp_path)
     kept = failed_notebook(out)
     assert not out.exists() and kept.is_file() and not list(out.parent.glob(".*running*"))
     assert "the data are wrong" in kept.read_text() and "ValueError" in kept.read_text()
+
+
+def test_a_quiet_build_prints_one_line_per_page_and_logs_the_rest_then_shows_where_it_resumes(tmp_path, capfd):
+    out = tmp_path / "book"
+    run_grid("smoke", sections=["method", "data"], build=False, output=out, quiet=True)
+    shown = capfd.readouterr().err.splitlines()
+    log = (out / "_build" / "grid-smoke.log").read_text()
+    assert len(shown) == 3 and "messages go to" in shown[0], shown
+    assert shown[1].startswith("[1/2] method: done in") and shown[2].startswith("[2/2] data: done in"), shown
+    assert "executing book/method.ipynb" in log and "Kernel is running over TCP" in log  # the chatter is logged
+    run_grid("smoke", sections=["method", "data"], build=False, output=out, quiet=True)
+    again = capfd.readouterr().err.splitlines()
+    assert [line.split(" · ")[0] for line in again[1:]] == ["[1/2] method: up to date", "[2/2] data: up to date"]

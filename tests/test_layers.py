@@ -84,7 +84,7 @@ LAYERS = [
     {"analysis", "report", "plots", "reference"},
     {"comparisons"},
     {"verdicts", "simulation"},
-    {"grid", "cli", "notebooks", "page", "__main__"},
+    {"grid", "buildlog", "cli", "notebooks", "page", "__main__"},
 ]
 
 
