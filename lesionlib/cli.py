@@ -19,6 +19,13 @@ def _grid(args) -> int:
     return 0
 
 
+def _status(args) -> int:
+    from .grid import format_plan, plan_grid
+
+    print(format_plan(plan_grid(args.profile, output=args.output), brief=True))
+    return 0
+
+
 def _notebooks(args) -> int:
     from .notebooks import refresh
 
@@ -92,6 +99,28 @@ def _cache_check(args) -> int:
     return 1
 
 
+def _cache_prune(args) -> int:
+    """Delete the finished runs that no grid of the named profiles needs (all of them with --dry-run: none)."""
+    from .cache import RunCache, spec_key
+    from .experiment import book_runs, check_samples
+    from .profile import cache_root, load_profile
+
+    profiles = [load_profile(name) for name in args.profile]  # one that does not validate deletes nothing
+    for P in profiles:
+        check_samples(P)
+    keep = {spec_key(s) for P in profiles for s in book_runs(P)}
+    cache = RunCache(cache_root(args.cache))
+    entries = cache.entries()
+    stale = [k for k in entries if k not in keep]
+    for key in stale:
+        if not args.dry_run:
+            cache.remove(key)
+    done = "would delete" if args.dry_run else "deleted"
+    print(f"{cache.root}: {done} {len(stale)} of {len(entries)} runs; {len(entries) - len(stale)} are runs of "
+          f"{', '.join(args.profile)} ({len(keep)} runs in all, {len(keep) - (len(entries) - len(stale))} not trained yet)")
+    return 0
+
+
 def main(argv=None) -> int:
     from .grid import SECTIONS  # (no torch: `lesionlib --help` stays fast)
     from .profile import DIRECTIONS
@@ -116,6 +145,11 @@ def main(argv=None) -> int:
                         "pages last); each run still trains with its profile's `threads`. Default: 2 when Dask "
                         "workers train the runs (the profile's `workers` or a scheduler), else 1")
     g.set_defaults(func=_grid)
+    st = sub.add_parser("status", help="where the book of a profile stands: the pages that would execute and why, "
+                        "runs cached and to train, an estimate (the dry run, up-to-date pages left out)")
+    st.add_argument("--profile", default="quick", help="smoke, quick, paper, or a path to a .yaml profile")
+    st.add_argument("--output", help="where _build/stage is (default: the project folder)")
+    st.set_defaults(func=_status)
     n = sub.add_parser("notebooks", help="re-execute book/*.ipynb in place with their smoke defaults (for nbval)")
     n.add_argument("paths", nargs="*")
     n.set_defaults(func=_notebooks)
@@ -157,6 +191,12 @@ def main(argv=None) -> int:
     k.add_argument("--fix", action="store_true", help="delete bad entries and leftover temporary directories "
                    "(not while a run is writing to the cache)")
     k.set_defaults(func=_cache_check)
+    pr_ = c.add_parser("prune", help="delete the finished runs that no book of the named profiles needs (runs of "
+                       "older code, versions or parameters)")
+    pr_.add_argument("--profile", nargs="+", required=True, help="the profiles whose runs stay (names or .yaml paths)")
+    pr_.add_argument("--cache", help="run cache root (default: $LESIONLIB_CACHE or .cache/lesionlib in the project)")
+    pr_.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
+    pr_.set_defaults(func=_cache_prune)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -511,8 +511,9 @@ def estimate_training(P: Profile, cache, finished: list, missing: list, root: Pa
             "epoch_share": share, "from": source, "device": device}
 
 
-def format_plan(plan: dict) -> str:
-    """The dry run as a reader wants it: one line per page, then the totals and the estimate."""
+def format_plan(plan: dict, brief: bool = False) -> str:
+    """The dry run as a reader wants it: one line per page (`brief`: per page that would execute), then the
+    totals and the estimate."""
     from .experiment import FIGURES
 
     width = max(len(pg["page"]) for pg in plan["pages"])
@@ -520,6 +521,8 @@ def format_plan(plan: dict) -> str:
     if plan["data"]:
         lines.append(f"data: {plan['data']}")
     for pg in plan["pages"]:
+        if brief and pg["status"] == UP_TO_DATE:
+            continue
         runs = f"{pg['runs']:4d} runs ({pg['cached']} cached, {pg['missing']} to train)" if pg["runs"] else \
             ("runs: all on pages above" if pg["page"].split()[0] in FIGURES else "")
         lines.append(f"  {pg['page']:<{width}}  {runs:<36} {pg['status']}")

@@ -267,7 +267,8 @@ def test_a_page_reads_every_file_its_input_glob_matches(tmp_path):
 
 # ------------------------------------------------------------------------------------------ dry run
 
-def test_dry_run_of_the_built_smoke_book_finds_it_current_then_names_what_a_change_would_cost(smoke_book, tmp_path):
+def test_dry_run_of_the_built_smoke_book_finds_it_current_then_names_what_a_change_would_cost(smoke_book, tmp_path,
+                                                                                             capsys):
     from lesionlib.cache import RunCache
     from lesionlib.experiment import book_runs
     from lesionlib.grid import UP_TO_DATE, plan_grid
@@ -281,6 +282,10 @@ def test_dry_run_of_the_built_smoke_book_finds_it_current_then_names_what_a_chan
     plan = plan_grid("smoke", output=out)
     assert [pg["status"] for pg in plan["pages"]] == [UP_TO_DATE] * len(plan["pages"]) == [UP_TO_DATE] * 19
     assert plan["runs"] == plan["cached"] == len(book_runs(P)) and plan["missing"] == 0
+    from lesionlib.cli import main
+    assert main(["status", "--profile", "smoke", "--output", str(out)]) == 0  # up-to-date pages left out
+    shown = capsys.readouterr().out.splitlines()
+    assert len(shown) == 2 and shown[1].startswith(f"19 pages (0 to execute); {plan['runs']} distinct"), shown
     # The same profile (same stage) with one more seed and another bootstrap count: every page is stale and says
     # why, the new seed's runs are missing, and their time comes from the finished runs of this build.
     changed = tmp_path / "smoke.yaml"

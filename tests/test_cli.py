@@ -72,3 +72,22 @@ def test_error_hints_name_the_folder_to_write_once(tmp_path):
     with pytest.raises(Exception) as err:
         load_lesions(tmp_path / "lung")
     assert "{path}" not in str(err.value) and f"--out {tmp_path}`" in str(err.value)
+
+
+def test_cache_prune_deletes_only_runs_no_named_profile_needs(tmp_path, capsys):
+    from lesionlib.cache import spec_key
+    from lesionlib.experiment import book_runs
+    from lesionlib.profile import load_profile
+    runs = tmp_path / "runs"
+    needed = spec_key(book_runs(load_profile("smoke"))[0])
+    for key in (needed, "0" * 24, "1" * 24):  # one run the smoke book needs, two of nothing current
+        (runs / key).mkdir(parents=True)
+        (runs / key / "result.json").write_text("{}")
+    assert main(["cache", "prune", "--profile", "smoke", "--cache", str(tmp_path), "--dry-run"]) == 0
+    assert "would delete 2 of 3 runs" in capsys.readouterr().out
+    assert len(list(runs.iterdir())) == 3  # a dry run deletes nothing
+    assert main(["cache", "prune", "--profile", "smoke", "--cache", str(tmp_path)]) == 0
+    assert "deleted 2 of 3 runs" in capsys.readouterr().out
+    assert [p.name for p in runs.iterdir()] == [needed]
+    assert main(["cache", "prune", "--profile", "nope", "--cache", str(tmp_path)]) == 2  # nothing deleted
+    assert [p.name for p in runs.iterdir()] == [needed]

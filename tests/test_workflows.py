@@ -88,6 +88,11 @@ def test_book_workflow_tests_builds_and_deploys_the_book():
     kept = uses["actions/upload-artifact"][1]
     assert kept["if"] == "failure()" and kept["with"]["path"].endswith(".failed.ipynb")
 
+    # The run cache is pruned to this profile's runs after the build, before actions/cache saves it.
+    names = [step.get("name", "") for _, step in steps]
+    assert names.index("Prune the run cache") > names.index("Build the book")
+    assert 'cache prune --profile "$PROFILE"' in runs
+
     # The run cache and the staged notebooks are cached between builds.
     cached = uses["actions/cache"][1]["with"]["path"]
     assert ".cache/lesionlib" in cached and "_build/stage" in cached
