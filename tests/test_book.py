@@ -267,8 +267,7 @@ def test_a_page_reads_every_file_its_input_glob_matches(tmp_path):
 
 # ------------------------------------------------------------------------------------------ dry run
 
-def test_dry_run_of_the_built_smoke_book_finds_it_current_then_names_what_a_change_would_cost(smoke_book, tmp_path,
-                                                                                             capsys):
+def test_dry_run_of_the_smoke_book_finds_it_current_then_prices_a_change(smoke_book, tmp_path, capsys):
     from lesionlib.cache import RunCache
     from lesionlib.experiment import book_runs
     from lesionlib.grid import UP_TO_DATE, plan_grid
