@@ -21,9 +21,9 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-# The code that turns a run specification into its result: data generation and preparation, the
-# splits, Learn / Transfer / Predict, G, and the Runner methods that connect them. Scores are not
-# listed: they are recomputed from the stored probabilities whenever a result is read.
+# The roots of the code that turns a run specification into its result: data generation and preparation,
+# the splits, Learn / Transfer / Predict, G, and the Runner methods that connect them. The run key hashes
+# them and every lesionlib definition they reach (`training_sources`), so a helper cannot be left out.
 TRAINING_CODE = (
     "lesionlib.config",
     "lesionlib.learner",
@@ -43,6 +43,11 @@ TRAINING_CODE = (
     "lesionlib.runner:Runner._train",
     "lesionlib.runner:Runner._train_generic",
 )
+# Reached from that code but not deciding what a run stores: its scores (recomputed from the stored probabilities
+# whenever a result is read: a scoring change must not retrain the grid), log text, and the cache lookups that
+# fetch (or train, through `_train`) a parent. `training_sources` follows everything else the roots reach.
+NOT_TRAINING = ("lesionlib.runner:scored", "lesionlib.experiment:describe", "lesionlib.runner:Runner.result",
+                "lesionlib.runner:Runner.ensure")
 # Distributions whose version can change a trained model (kernels, initialisers, resampling, generators).
 LIBRARIES = ("torch", "torchvision", "fastai", "numpy", "scipy", "scikit-image")
 
@@ -101,9 +106,142 @@ def _source_of(entry: str) -> str:
     return "".join(text.splitlines(keepends=True)[first - 1:node.end_lineno])
 
 
-def training_sources() -> dict:
-    """{entry: source text} of `TRAINING_CODE` as installed."""
-    return {entry: _source_of(entry) for entry in TRAINING_CODE}
+# ------------------------------------------------------------------ the closure of the training code
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+class _Module:
+    """One lesionlib module read from its file: its top-level definitions and the names it imports."""
+
+    def __init__(self, name: str, root: Path):
+        rel = root.joinpath(*name.split(".")[1:])
+        self.path = rel / "__init__.py" if (rel / "__init__.py").is_file() else rel.with_suffix(".py")
+        self.name, self.text = name, self.path.read_text()
+        self.package = name if self.path.name == "__init__.py" else name.rpartition(".")[0]
+        with _PARSE:
+            self.tree = ast.parse(self.text)
+        self.defs: dict = {}
+        for node in self.tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.defs[node.name] = node
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if isinstance(t, ast.Name):
+                        self.defs[t.id] = node
+        self.imports = self.bindings(self.tree.body)
+
+    def bindings(self, nodes) -> dict:
+        """{local name: (lesionlib module, attribute or None)} bound by the import statements in `nodes`."""
+        out = {}
+        for node in (n for top in nodes for n in ast.walk(top)):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = self.package.split(".")
+                    base = base[:len(base) - node.level + 1]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                if mod.split(".")[0] == "lesionlib":
+                    out.update({a.asname or a.name: (mod, a.name) for a in node.names})
+            elif isinstance(node, ast.Import):
+                out.update({a.asname or a.name.split(".")[0]: (a.name if a.asname else a.name.split(".")[0], None)
+                            for a in node.names if a.name.split(".")[0] == "lesionlib"})
+        return out
+
+    def source(self, node) -> str:
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        return "".join(self.text.splitlines(keepends=True)[first - 1:node.end_lineno])
+
+
+def _annotation(node) -> ast.AST:
+    """The type annotation a node carries (an empty tuple node when none)."""
+    note = getattr(node, "annotation", None) if isinstance(node, (ast.arg, ast.AnnAssign)) else \
+        getattr(node, "returns", None) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+    return note if note is not None else ast.Tuple(elts=[], ctx=ast.Load())
+
+
+class _Closure:
+    """The lesionlib code statically reachable from roots: names they use, resolved through imports and
+    re-exports, methods reached through `self.`, module constants; read from the files, never imported."""
+
+    def __init__(self, root: Path):
+        self.root, self.modules, self.sources, self.whole = root, {}, {}, set()
+
+    def module(self, name: str) -> _Module | None:
+        if name not in self.modules:
+            rel = self.root.joinpath(*name.split(".")[1:])
+            found = (rel / "__init__.py").is_file() or rel.with_suffix(".py").is_file()
+            self.modules[name] = _Module(name, self.root) if found else None
+        return self.modules[name]
+
+    def resolve(self, mod: _Module, name: str, local: dict, seen=()) -> None:
+        """Include what `name` means in `mod` (with `local` import bindings)."""
+        if name in mod.defs and name not in local:
+            return self.include(mod, name)
+        target = local.get(name) or mod.imports.get(name)
+        if target is None or (mod.name, name) in seen:
+            return
+        where, attr = target
+        sub = self.module(f"{where}.{attr}") if attr else None
+        if attr is None or sub is not None:
+            return  # a module: its attributes are resolved where they are used (see `walk`)
+        other = self.module(where)
+        if other is not None:
+            self.resolve(other, attr, {}, (*seen, (mod.name, name)))
+
+    def module_of(self, mod: _Module, name: str, local: dict) -> _Module | None:
+        """The lesionlib module a name stands for in `mod`, if it stands for one."""
+        where, attr = local.get(name) or mod.imports.get(name) or (None, None)
+        return None if where is None else self.module(f"{where}.{attr}" if attr else where)
+
+    def include(self, mod: _Module, qual: str) -> None:
+        key = f"{mod.name}:{qual}" if qual else mod.name
+        if key in self.sources or key in NOT_TRAINING or (qual and mod.name in self.whole):
+            return
+        if not qual:
+            self.sources[key] = mod.text
+            return self.walk(mod, mod.tree.body, None)
+        node = mod.defs.get(qual.split(".")[0])
+        cls = node if isinstance(node, ast.ClassDef) else None
+        for part in qual.split(".")[1:]:
+            node = next((n for n in reversed(node.body) if getattr(n, "name", None) == part), None)
+        if node is None:
+            raise ImportError(f"training code {key!r}: {mod.name} defines no class or function {qual}")
+        self.sources[key] = mod.source(node)
+        self.walk(mod, [node], cls)
+
+    def walk(self, mod: _Module, nodes, cls) -> None:
+        """Include every lesionlib definition the code in `nodes` refers to (type annotations aside: they
+        compute nothing)."""
+        local = mod.bindings(nodes)
+        notes = {id(n) for top in nodes for a in ast.walk(top) for n in ast.walk(_annotation(a))}
+        for top in nodes:
+            for node in ast.walk(top):
+                if id(node) in notes:
+                    continue
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                    if node.value.id in ("self", "cls") and cls is not None and \
+                            any(getattr(n, "name", None) == node.attr for n in cls.body):
+                        self.include(mod, f"{cls.name}.{node.attr}")
+                    elif (other := self.module_of(mod, node.value.id, local)) is not None:
+                        self.resolve(other, node.attr, {})
+                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                    self.resolve(mod, node.id, local)
+
+
+def training_sources(root: Path | None = None) -> dict:
+    """{entry: source text} of the code that decides a run's result: `TRAINING_CODE` and every lesionlib
+    definition it reaches (so a helper it calls cannot be forgotten), as installed (or under `root`)."""
+    closure = _Closure(Path(root or PACKAGE))
+    closure.whole = {e for e in TRAINING_CODE if ":" not in e}  # their definitions are in them already
+    for entry in TRAINING_CODE:
+        modname, _, qual = entry.partition(":")
+        mod = closure.module(modname)
+        if mod is None:
+            raise ImportError(f"training code {entry!r}: no Python source file for module {modname}")
+        closure.include(mod, qual)
+    return closure.sources
 
 
 @lru_cache(maxsize=1)

@@ -149,3 +149,36 @@ def test_training_code_is_read_from_the_files_without_importing_them(tmp_path, m
     assert fingerprint._source_of("fpkg.mod").startswith("raise RuntimeError")
     with pytest.raises(ImportError, match="defines no class or function g"):
         fingerprint._source_of("fpkg.mod:A.g")
+
+
+def _edited_copy(tmp_path, rel, old, new):
+    """A copy of the lesionlib package with one edit in `rel` (the edit must apply)."""
+    from pathlib import Path
+    root = tmp_path / "lesionlib"
+    shutil.copytree(Path(fingerprint.__file__).parent, root, ignore=shutil.ignore_patterns("__pycache__"))
+    text = (root / rel).read_text()
+    assert old in text, (rel, old)
+    (root / rel).write_text(text.replace(old, new, 1))
+    return root
+
+
+def test_the_training_code_is_every_definition_the_roots_reach_not_a_list_that_can_miss_one():
+    sources = training_sources()
+    # helpers the Runner calls, read from other modules: how a data spec becomes builder arguments, and how a
+    # cached phantom set is read back
+    assert "lesionlib.experiment:_source_params" in sources and "lesionlib.data.store:load_lesions" in sources
+    assert not any(k.startswith(("lesionlib.report", "lesionlib.plots", "lesionlib.verdicts")) for k in sources)
+    assert not set(fingerprint.NOT_TRAINING) & set(sources)  # scores and log text, deliberately
+
+
+@pytest.mark.parametrize("rel, old, new, changes", [
+    ("experiment.py", 'k not in ("source", "organ", "sha256")', 'k not in ("source", "organ")', True),
+    ("data/store.py", "def load_lesions(", "def load_lesions(  # a comment\n", False),
+    ("runner.py", "np.asarray(result[f\"{prefix}probs\"]) >= threshold", "np.asarray(result[f\"{prefix}probs\"]) > threshold",
+     False),  # scores: recomputed from the stored probabilities whenever a result is read
+    ("report.py", '"what it means": helps[k]', '"meaning": helps[k]', False),  # a page's table
+])
+def test_an_edit_changes_the_run_key_exactly_when_it_can_change_a_result(tmp_path, rel, old, new, changes):
+    base = code_fingerprint(training_sources())
+    edited = code_fingerprint(training_sources(_edited_copy(tmp_path, rel, old, new)))
+    assert (edited != base) is changes
