@@ -50,13 +50,13 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def worker_specs(workers: int, gpus: int = 0, cores: int | None = None) -> dict:
-    """Dask worker specifications: `workers` single-task processes sharing the cores, or with GPUs one worker
-    per GPU (at most `workers`), each seeing only its own GPU (CUDA_VISIBLE_DEVICES, as dask-cuda's
-    LocalCUDACluster does) and declaring the resource GPU=1 that GPU runs ask for."""
+def worker_specs(workers: int, gpus: int = 0, cores: int | None = None, per_gpu: int = 1) -> dict:
+    """Dask worker specifications: `workers` single-task processes sharing the cores, or with GPUs `per_gpu`
+    workers per GPU (at most `workers` in all), each seeing only its own GPU (CUDA_VISIBLE_DEVICES, as
+    dask-cuda's LocalCUDACluster does) and declaring the resource GPU=1 that GPU runs ask for."""
     from distributed import Nanny
 
-    n = min(workers, gpus) if gpus else workers
+    n = min(workers, gpus * per_gpu) if gpus else workers
     threads = str(max(1, cores // n) if cores else cores_per(n))
     # this process may itself see a subset of the GPUs: worker i gets the i-th of those
     visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or \
@@ -66,7 +66,7 @@ def worker_specs(workers: int, gpus: int = 0, cores: int | None = None) -> dict:
         env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         options = {"nthreads": 1, "env": env}
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = visible[i]
+            env["CUDA_VISIBLE_DEVICES"] = visible[i // per_gpu]
             options["resources"] = {"GPU": 1}
         specs[f"lesionlib-{i}"] = {"cls": Nanny, "options": options}
     return specs
@@ -75,7 +75,7 @@ def worker_specs(workers: int, gpus: int = 0, cores: int | None = None) -> dict:
 LOOPBACK = "127.0.0.1"  # an unauthenticated Dask scheduler runs any pickled task sent to it: never reachable by default
 
 
-def local_cluster(workers: int, host: str = LOOPBACK, dashboard: str | None = None):
+def local_cluster(workers: int, host: str = LOOPBACK, dashboard: str | None = None, per_gpu: int = 1):
     """A cluster of worker processes on this machine (see `worker_specs`), closed with its context.
 
     Scheduler and workers listen on `host` (loopback unless you name an address) and the dashboard is
@@ -85,7 +85,7 @@ def local_cluster(workers: int, host: str = LOOPBACK, dashboard: str | None = No
     # Dask's scheduler always serves /health and /metrics over HTTP: on `host`, at a free port, without the dashboard
     scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": dashboard or f"{host}:0",
                                                 "dashboard": dashboard is not None}}
-    specs = worker_specs(workers, gpu_count())
+    specs = worker_specs(workers, gpu_count(), per_gpu=per_gpu)
     for spec in specs.values():
         spec["options"]["host"] = host  # the nanny, and through it its worker
     return SpecCluster(workers=specs, scheduler=scheduler, silence_logs=logging.WARNING)
@@ -112,7 +112,7 @@ def client_for(P: Profile):
         with client:
             yield client
         return
-    with local_cluster(P.workers) as cluster, Client(cluster) as client:
+    with local_cluster(P.workers, per_gpu=P.runs_per_gpu) as cluster, Client(cluster) as client:
         yield client
 
 

@@ -282,7 +282,7 @@ def shared_cluster(params: dict):
     if not params.get("workers") or scheduler_address(params.get("scheduler")):
         yield
         return
-    with local_cluster(params["workers"]) as cluster:
+    with local_cluster(params["workers"], per_gpu=params.get("runs_per_gpu", 1)) as cluster:
         os.environ[SCHEDULER_ENV] = cluster.scheduler_address
         _log(f"Dask: {params['workers']} local workers at {cluster.scheduler_address}")
         try:
@@ -357,9 +357,14 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
                 terminal.write(f"the build failed; the end of {log_path}:\n{tail(log_path)}\n")
             raise
         timings["notebooks"] = time.perf_counter() - t_all
+        say = terminal.write if quiet else (lambda text: _log(text.rstrip("\n")))
+        first = _root_page(root)
+        if build and not any((stage / f"{first}{ext}").exists() for ext in (".ipynb", ".md")):
+            say(f"book: not built: its first page ({first}) has not been executed on this profile "
+                "(run the whole grid, or its section with the others)\n")
+            build = False
         if build:
             left_out = stage_book(stage, root)
-            say = terminal.write if quiet else (lambda text: _log(text.rstrip("\n")))
             if left_out:
                 say(f"book: pages not executed on this profile are left out: {', '.join(left_out)}\n")
             t0 = time.perf_counter()
@@ -369,6 +374,13 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
         timings["total"] = time.perf_counter() - t_all
         _record_timings(stage, timings, cached)
     return timings
+
+
+def _root_page(root: Path) -> str:
+    """The book's first page (`root` of _toc.yml), e.g. 'book/intro'."""
+    import yaml
+
+    return yaml.safe_load((root / "_toc.yml").read_text())["root"]
 
 
 def _progress(P: Profile, jobs, terminal, root: Path):

@@ -129,6 +129,9 @@ class Profile:
     workers: int = param(0, "Dask worker processes for training runs (0: in the notebook's process; one per GPU "
                          "on a machine with several)", _int(0),
                          "must be an integer >= 0 (Dask worker processes; 0: train in the notebook's process)")
+    runs_per_gpu: int = param(1, "on a machine with GPUs: training runs at once on each GPU (Dask workers per GPU; "
+                              "a small network leaves a large GPU idle between kernels)", _int(1),
+                              "must be an integer >= 1")
     scheduler: str | None = param(None, "a Dask scheduler address such as tcp://host:8786 "
                                   "($LESIONLIB_SCHEDULER wins over it); null: a local cluster on loopback",
                                   lambda v: v is None or (isinstance(v, str) and "://" in v),

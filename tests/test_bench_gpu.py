@@ -183,3 +183,19 @@ def test_combined_results_fit_every_run_and_take_epoch_shares_under_the_largest_
         combine([measured(rows, 10), dict(measured(long, 50), device="GPU Y")], PAPER)
     with pytest.raises(ValueError, match="paper's sizes"):
         combine([measured(rows, 10, tiny=True)], PAPER)
+
+
+def test_the_gpu_book_check_runs_pages_through_dask_and_reports_what_ran(tmp_path):
+    """`benchmarks.gpu_book` on a CPU with the tiny network, two pages: runs go through the profile's Dask worker,
+    every run is reported with its device and precision, and the invariants hold (exit 0)."""
+    import json
+
+    from benchmarks.gpu_book import main
+    out = tmp_path / "gpu-book.json"
+    assert main(["--tiny", "--device", "cpu", "--sections", "method", "fig5", "--directions", "brain_to_lung",
+                 "--out", str(out)]) == 0
+    R = json.loads(out.read_text())
+    assert R["ok"] and R["problems"] == [] and R["error"] is None
+    assert R["devices"] == ["cpu"] and R["precisions"] == ["fp32"] and R["runs"] == len(R["run_rows"]) > 5
+    assert set(R["pages_s"]) >= {"method", "fig5 [brain_to_lung]"}
+    assert {r["role"] for r in R["run_rows"]} >= {"generic", "source", "target"}

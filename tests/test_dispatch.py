@@ -62,6 +62,11 @@ def test_a_local_cluster_gives_each_gpu_one_worker_that_sees_only_it(monkeypatch
     assert all(w["options"]["resources"] == {"GPU": 1} and w["options"]["nthreads"] == 1 for w in gpu.values())
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")  # this process sees two of the machine's GPUs
     assert [w["options"]["env"]["CUDA_VISIBLE_DEVICES"] for w in worker_specs(2, gpus=2).values()] == ["2", "5"]
+    # two runs at once on each GPU (runs_per_gpu): two workers see each GPU, each holding the resource GPU=1
+    shared = worker_specs(8, gpus=2, cores=16, per_gpu=2)
+    assert [w["options"]["env"]["CUDA_VISIBLE_DEVICES"] for w in shared.values()] == ["2", "2", "5", "5"]
+    assert all(w["options"]["resources"] == {"GPU": 1} for w in shared.values())
+    assert len(worker_specs(3, gpus=2, per_gpu=2)) == 3  # never more than `workers`
 
 
 def _listening(process) -> set:

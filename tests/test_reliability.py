@@ -331,9 +331,10 @@ def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path, monke
     env = {**_pausing_env(tmp_path), "LESIONLIB_CACHE": str(cache_dir)}  # the page's kernel pauses in its 2nd fit
     env.pop("LESIONLIB_SCHEDULER", None)
     # smoke with the tiny test network: what is under test is the kill and the resume, not the training
+    # -v: the pause is seen on the child's stderr, where a quiet build would not show it (it goes to the log)
     profile = tmp_path / "killed.yaml"
     profile.write_text("profile: killed\nbase: smoke\narch: test_densenet\n")
-    args = ["grid", "--profile", str(profile), "--sections", "fig5", "--directions", "brain_to_lung", "--no-build",
+    args = ["grid", "--profile", str(profile), "--sections", "fig5", "--directions", "brain_to_lung", "--no-build", "-v",
             "--output", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "lesionlib.cli", *args], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
