@@ -25,6 +25,7 @@ its source model or G changes, and each source model is trained once and reused 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from .data.registry import lesion_index
 from .data.splits import SplitError, sample_indices
 from .fingerprint import file_sha256, run_env
 from .device import hardware, precision, resolve_device
-from .profile import DIRECTIONS, SIZE_NAMES, Profile, ProfileError
+from .profile import DIRECTIONS, LOCAL_CLUSTER_ENV, SIZE_NAMES, Profile, ProfileError
 
 SPEC_VERSION = 2  # the layout of a specification; code, libraries and device are in its `env`
 PREPARED_FILES = ("index.csv", "crops.npz")  # what decides a prepared set's content (meta.json only describes it)
@@ -111,7 +112,8 @@ def training_threads(P: Profile) -> int:
 
     if P.threads:
         return int(P.threads)
-    if P.workers and not P.scheduler_address():
+    local = not P.scheduler_address() or os.environ.get(LOCAL_CLUSTER_ENV) == P.scheduler_address()
+    if P.workers and local:  # the grid's own cluster too: its pages and the grid itself name the same runs
         return cores_per(P.workers)
     return torch.get_num_threads()
 

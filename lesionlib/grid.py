@@ -23,8 +23,8 @@ from .buildlog import Progress, tail
 from .buildlog import quiet as quiet_output
 from .config import cores_per
 from .fingerprint import library_versions, package_code
-from .profile import (DIRECTIONS, SCHEDULER_ENV, Profile, load_params, profile_path, project_root,
-                      scheduler_address)
+from .profile import (DIRECTIONS, LOCAL_CLUSTER_ENV, SCHEDULER_ENV, Profile, load_params, profile_path,
+                      project_root, scheduler_address)
 
 
 @dataclass(frozen=True)
@@ -283,12 +283,13 @@ def shared_cluster(params: dict):
         yield
         return
     with local_cluster(params["workers"], per_gpu=params.get("runs_per_gpu", 1)) as cluster:
-        os.environ[SCHEDULER_ENV] = cluster.scheduler_address
+        os.environ[SCHEDULER_ENV] = os.environ[LOCAL_CLUSTER_ENV] = cluster.scheduler_address
         _log(f"Dask: {params['workers']} local workers at {cluster.scheduler_address}")
         try:
             yield
         finally:
             os.environ.pop(SCHEDULER_ENV, None)
+            os.environ.pop(LOCAL_CLUSTER_ENV, None)
 
 
 def pages_at_once(params: dict, parallel: int | None = None) -> int:

@@ -267,6 +267,7 @@ class Profile:
 
 
 SCHEDULER_ENV = "LESIONLIB_SCHEDULER"  # a Dask scheduler's address, for every kernel and worker of a grid
+LOCAL_CLUSTER_ENV = "LESIONLIB_LOCAL_CLUSTER"  # set with it when the scheduler is the grid's own local cluster
 
 
 def scheduler_address(named: str | None) -> str | None:

@@ -302,3 +302,25 @@ def test_the_named_variants_of_quick_change_only_what_they_say():
     for organ in ("brain", "lung"):  # the paper's ratios between source sizes, at 3x quick's
         assert {k: v / gpu.source_sizes[organ]["High"] for k, v in gpu.source_sizes[organ].items()} == pytest.approx({
             k: v / quick.source_sizes[organ]["High"] for k, v in quick.source_sizes[organ].items()}, abs=0.02)
+
+
+def test_the_grid_and_its_pages_name_the_same_runs_when_the_grid_starts_the_cluster(monkeypatch):
+    """With `threads: null`, a CPU run's thread count is part of its key. The grid (before its local cluster
+    starts) and its pages' kernels (which see the cluster's address) must name the same runs, or the grid's dry
+    run and progress count runs no page trains; a scheduler the user names is another matter."""
+    from dataclasses import replace as dc_replace
+
+    import torch
+
+    from lesionlib.config import cores_per
+    from lesionlib.experiment import book_runs, training_threads
+    from lesionlib.profile import load_profile
+    monkeypatch.delenv("LESIONLIB_SCHEDULER", raising=False)
+    monkeypatch.delenv("LESIONLIB_LOCAL_CLUSTER", raising=False)
+    P = dc_replace(load_profile("smoke"), threads=None, workers=2, device="cpu")
+    before = [spec_key(s) for s in book_runs(P)]
+    monkeypatch.setenv("LESIONLIB_SCHEDULER", "tcp://127.0.0.1:4242")
+    monkeypatch.setenv("LESIONLIB_LOCAL_CLUSTER", "tcp://127.0.0.1:4242")  # as grid.shared_cluster sets them
+    assert training_threads(P) == cores_per(2) and [spec_key(s) for s in book_runs(P)] == before
+    monkeypatch.delenv("LESIONLIB_LOCAL_CLUSTER")  # a scheduler of the user's: this process's own count
+    assert training_threads(P) == torch.get_num_threads()
