@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     import torch  # here, not at the top: --help stays light
 
-    from .compute import matmul_gflops
+    from .throughput import matmul_gflops
     from .throughput import phantom_set
 
     if a.threads is None:

@@ -13,7 +13,7 @@ from lesionlib import _quiet  # noqa: F401  (silences fastai's import warnings)
 from fastai.callback.core import Callback  # noqa: E402
 
 from .common import cpu_bf16_flags, fmt, log, table  # noqa: E402
-from .throughput import bench_lesionlib, lesionlib_learner, op_profile, phantom_set, phase_line  # noqa: E402
+from .throughput import bench_lesionlib, lesionlib_learner, matmul_gflops, op_profile, phantom_set, phase_line  # noqa: E402
 
 
 # ------------------------------------------------------------------------------- compute and FLOPs
@@ -22,21 +22,6 @@ from .throughput import bench_lesionlib, lesionlib_learner, op_profile, phantom_
 def step_seconds(phases: dict) -> float:
     """A training step's median seconds: TrainStep's whole step, or fastai's forward, backward and optimizer."""
     return phases.get("step") or phases["forward+loss"] + phases["backward"] + phases["optimizer"]
-
-def matmul_gflops(n: int, reps: int) -> dict:
-    """fp32 torch.matmul rate on n x n matrices: best and median of `reps` timed products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(2):
-        a @ b
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    flop = 2 * n ** 3
-    return {"n": n, "reps": reps, "best_gflops": flop / min(times) / 1e9,
-            "median_gflops": flop / statistics.median(times) / 1e9, "gflops": [flop / t / 1e9 for t in times]}
-
 
 def merge_matmul(m0: dict, m1: dict) -> dict:
     """Two matmul measurements (before and after the throughput runs) as one."""

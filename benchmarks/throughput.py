@@ -279,12 +279,26 @@ def op_profile(ds, bs: int, top: int) -> dict:
                      "share": e.self_cpu_time_total / total} for e in rows]}
 
 
+def matmul_gflops(n: int, reps: int) -> dict:
+    """fp32 torch.matmul rate on n x n matrices: best and median of `reps` timed products."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    flop = 2 * n ** 3
+    return {"n": n, "reps": reps, "best_gflops": flop / min(times) / 1e9,
+            "median_gflops": flop / statistics.median(times) / 1e9, "gflops": [flop / t / 1e9 for t in times]}
+
+
+
 # ---------------------------------------------------------------------------------- section 1
 
 def measure(a, R: dict, ctx: dict) -> None:
     """Section 1: the pipeline pair on the shared phantom set `ctx['ds']`, into R['throughput']."""
-    from .compute import matmul_gflops
-
     log("1/5 lesionlib pipeline vs naive pipeline (PNG files, per-item PIL decode and augmentation)")
     R["throughput"] = pair = bench_pair(ctx["ds"], a.size, a.bs, a.warmup, a.naive_workers, a.rounds,
                                         lambda: matmul_gflops(a.matmul_n, 3)["best_gflops"])
