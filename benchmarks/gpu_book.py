@@ -72,7 +72,8 @@ def invariants(folder: Path, P, sections, directions, html_built: bool = True) -
     (`sections`) is not built into HTML (its pages link to pages it did not execute): only its pages are checked."""
     import nbformat
 
-    from lesionlib.grid import grid_jobs, job_runs
+    from lesionlib.pages import grid_jobs
+    from lesionlib.plan import job_runs
 
     problems = []
     stage, html = folder / "_build" / "stage" / "gpu-check", folder / "_build" / "html"

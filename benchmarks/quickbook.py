@@ -8,7 +8,7 @@ from .common import fmt, log, table
 def book_timings(path: Path) -> dict | None:
     """Per-page seconds of the quick book (each page's last execution, plus the HTML build), their sum, and as
     `total` the wall time of the last grid run that executed every page from empty run caches; None when no
-    complete quick book has been timed here (see lesionlib.grid._record_timings)."""
+    complete quick book has been timed here (see lesionlib.pages.record_timings)."""
     if not path.is_file():
         return None
     rec = json.loads(path.read_text())

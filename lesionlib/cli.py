@@ -7,7 +7,8 @@ import sys
 
 
 def _grid(args) -> int:
-    from .grid import format_plan, plan_grid, run_grid
+    from .grid import run_grid
+    from .plan import format_plan, plan_grid
 
     if args.dry_run:
         print(format_plan(plan_grid(args.profile, args.sections, args.directions, output=args.output)))
@@ -20,7 +21,7 @@ def _grid(args) -> int:
 
 
 def _status(args) -> int:
-    from .grid import format_plan, plan_grid
+    from .plan import format_plan, plan_grid
 
     print(format_plan(plan_grid(args.profile, output=args.output), brief=True))
     return 0
@@ -122,7 +123,7 @@ def _cache_prune(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .grid import SECTIONS  # (no torch: `lesionlib --help` stays fast)
+    from .pages import SECTIONS  # (no torch: `lesionlib --help` stays fast)
     from .profile import DIRECTIONS
 
     parser = argparse.ArgumentParser(prog="lesionlib", description=__doc__)

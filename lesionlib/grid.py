@@ -7,14 +7,12 @@ come from the run cache, so an interrupted grid resumes where it stopped.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -22,98 +20,14 @@ import nbformat
 from .buildlog import Progress, tail
 from .buildlog import quiet as quiet_output
 from .config import cores_per
-from .fingerprint import library_versions, package_code
+from .pages import GRID, grid_jobs, input_files, is_current, page_fingerprint, record_timings
+from .plan import book_runs_cached, estimate_training, job_runs, split_cached
 from .profile import (DIRECTIONS, LOCAL_CLUSTER_ENV, SCHEDULER_ENV, Profile, load_params, profile_path,
                       project_root, scheduler_address)
 
 
-@dataclass(frozen=True)
-class Page:
-    """One notebook of the grid, executed once per direction (or once if `directions` is empty).
-
-    `summary` pages read the runs of the pages before them: they are executed again whenever one of
-    those was.
-    """
-
-    section: str
-    notebook: str
-    directions: tuple = ()
-    summary: bool = False
-    inputs: tuple = ()  # files or globs (relative to the project) whose content the page shows
-
-    def staged(self, direction: str | None) -> str:
-        """Where the executed notebook goes in the staged book: one file per direction."""
-        return self.notebook if direction is None else self.notebook.replace(".ipynb", f"_{direction}.ipynb")
-
-
-BOTH = tuple(DIRECTIONS)
-GRID = (
-    Page("method", "book/method.ipynb"),
-    Page("data", "book/data_phantom.ipynb"),
-    Page("brain", "book/data_brain.ipynb"),
-    Page("lung", "book/data_lung.ipynb"),
-    Page("fig1", "book/fig1.ipynb", BOTH),
-    Page("fig2", "book/fig2.ipynb", BOTH),
-    Page("fig3", "book/fig3.ipynb", BOTH),
-    Page("fig4", "book/fig4.ipynb", BOTH),
-    Page("controls", "book/controls.ipynb", BOTH),  # before Fig 5, whose finding (e) reads its seeds
-    Page("fig5", "book/fig5.ipynb", BOTH),
-    Page("conclusions", "book/conclusions.ipynb", summary=True),
-    Page("intro", "book/intro.ipynb", summary=True),  # the findings at a glance: after every run exists
-    Page("appendix", "book/reproducibility.ipynb", summary=True,
-         inputs=("benchmarks/results/latest.json", "benchmarks/results/gpu-*.json")),
-)
-
-
-def _input_files(root: Path, pattern: str) -> list:
-    """The files a page's `inputs` entry names: one path, or every match of a glob (sorted; none is fine)."""
-    return sorted(root.glob(pattern)) if any(c in pattern for c in "*?[") else [root / pattern]
-
-
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _fingerprint(src: Path, params: dict, inputs=()) -> dict:
-    """What a staged notebook depends on: its cells' sources (not their stored outputs), its parameters,
-    the lesionlib code and library versions it runs with, and the files it reads."""
-    import hashlib
-
-    cells = [[c.cell_type, c.source] for c in nbformat.read(src, as_version=4).cells]
-    digest = hashlib.sha256(json.dumps(cells).encode()).hexdigest()
-    files = {str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() if Path(f).is_file() else None for f in inputs}
-    # The library the page imports: a changed lesionlib (not a comment) or library version re-executes it.
-    library = {"lesionlib": package_code(), **library_versions()}
-    return {"source_sha256": digest, "parameters": params, "library": library, **({"inputs": files} if files else {})}
-
-
-UP_TO_DATE = "up to date"
-_PARTS = {"source_sha256": "its cells", "library": "lesionlib's code or a library version", "inputs": "a file it reads"}
-
-
-def page_status(out: Path, fp: dict) -> str:
-    """'up to date', or why the staged notebook `out` would be executed again (against fingerprint `fp`)."""
-    if not out.is_file():
-        return "never executed on this profile"
-    try:
-        meta = nbformat.read(out, as_version=4).metadata.get("lesionlib", {})
-    except Exception:
-        return "its staged notebook is unreadable"
-    if meta.get("complete") is not True:
-        return "its last execution did not finish"
-    old, new = meta.get("fingerprint") or {}, json.loads(json.dumps(fp))
-    if old == new:
-        return UP_TO_DATE
-    why = [_PARTS.get(part, part) for part in ("source_sha256", "library", "inputs") if old.get(part) != new.get(part)]
-    params = sorted(k for k in {*old.get("parameters", {}), *new["parameters"]}
-                    if old.get("parameters", {}).get(k) != new["parameters"].get(k))
-    if params:
-        why.append("parameter " + ", ".join(params))
-    return "changed: " + "; ".join(why or ["its fingerprint"])
-
-
-def _is_current(out: Path, fp: dict) -> bool:
-    return page_status(out, fp) == UP_TO_DATE
 
 
 def _title_direction(nb, direction: str) -> None:
@@ -159,7 +73,7 @@ def execute_page(src: Path, out: Path, params: dict, root: Path, inputs=()) -> f
             cell.metadata["tags"] = tags + ["remove-cell"]
     if params.get("direction"):
         _title_direction(nb, params["direction"])
-    nb.metadata["lesionlib"] = {"fingerprint": _fingerprint(src, params, inputs), "complete": True}
+    nb.metadata["lesionlib"] = {"fingerprint": page_fingerprint(src, params, inputs), "complete": True}
     nbformat.write(nb, tmp)
     os.replace(tmp, out)
     return time.perf_counter() - t0
@@ -232,9 +146,9 @@ def _execute(jobs, stage: Path, root: Path, params: dict, name: str, force: bool
         out = stage / page.staged(direction)
         p = dict(params, **({"direction": direction} if direction else {}))
         label = page.section + (f" [{direction}]" if direction else "")
-        inputs = [f for pattern in page.inputs for f in _input_files(root, pattern.format(profile=name))]
+        inputs = [f for pattern in page.inputs for f in input_files(root, pattern.format(profile=name))]
         done = progress.page_done if progress else _log
-        if not force and not stale and _is_current(out, _fingerprint(src, p, inputs)):
+        if not force and not stale and is_current(out, page_fingerprint(src, p, inputs)):
             done(f"[{i}/{len(jobs)}] {label}: up to date")
             return
         _log(f"[{i}/{len(jobs)}] {label}: executing {page.notebook} on profile {name} ...")
@@ -302,21 +216,6 @@ def pages_at_once(params: dict, parallel: int | None = None) -> int:
     return 2 if params.get("workers") or scheduler_address(params.get("scheduler")) else 1
 
 
-SECTIONS = tuple(p.section for p in GRID)
-
-
-def grid_jobs(sections=None, directions=None) -> list:
-    """The (page, direction) jobs of the grid, in GRID order, limited to `sections` and `directions`."""
-    bad = sorted(set(sections or []) - set(SECTIONS))
-    if bad:
-        raise ValueError(f"unknown section(s) {bad}; allowed: {', '.join(SECTIONS)}")
-    bad = sorted(set(directions or []) - set(DIRECTIONS))
-    if bad:
-        raise ValueError(f"unknown direction(s) {bad}; allowed: {', '.join(DIRECTIONS)}")
-    return [(p, d) for p in GRID if not sections or p.section in sections
-            for d in (p.directions or (None,)) if d is None or not directions or d in directions]
-
-
 def run_grid(profile: str, sections=None, directions=None, build: bool = True, force: bool = False,
              output=None, parallel: int | None = None, quiet: bool = False) -> dict:
     """Execute the notebook grid of `profile` (optionally a subset), then build the book.
@@ -353,7 +252,7 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
             with shared_cluster(params), (progress or nullcontext()):
                 _execute(jobs, stage, root, params, name, force, timings, pages_at_once(params, parallel), progress)
         except BaseException:
-            _record_timings(stage, timings, cached)  # the pages that did finish keep their times
+            record_timings(stage, timings, cached)  # the pages that did finish keep their times
             if quiet:
                 terminal.write(f"the build failed; the end of {log_path}:\n{tail(log_path)}\n")
             raise
@@ -373,7 +272,7 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
             timings["html"] = time.perf_counter() - t0
             say(f"book: {html / 'index.html'} (built in {timings['html']:.0f} s)\n")
         timings["total"] = time.perf_counter() - t_all
-        _record_timings(stage, timings, cached)
+        record_timings(stage, timings, cached)
     return timings
 
 
@@ -390,172 +289,9 @@ def _progress(P: Profile, jobs, terminal, root: Path):
 
     cache = RunCache(P.cache_root())
     runs = [r for new in job_runs(P, jobs) for r in new]
-    finished = [r for r in runs if cache.has(r)]
-    missing = [r for r in runs if not cache.has(r)]
+    finished, missing = split_cached(cache, runs)
     estimate = estimate_training(P, cache, finished, missing, root) if missing else None
     return Progress(terminal.write, pages=len(jobs), runs=len(runs), count_runs=lambda: sum(cache.has(r) for r in runs),
                     estimate_s=estimate["wall_s"] if estimate else None, tty=terminal.tty)
 
 
-def book_runs_cached(P: Profile) -> int:
-    """How many of the training runs of the whole book on `P` are in its run cache already."""
-    from .cache import RunCache
-    from .experiment import book_runs
-
-    cache = RunCache(P.cache_root())
-    return sum(cache.has(s) for s in book_runs(P))
-
-
-def _record_timings(stage: Path, timings: dict, runs_cached: int | None = None) -> None:
-    """Write `timings.json`: this run's seconds, and each page's seconds when it last executed.
-
-    A resumed grid executes only some pages; `pages` keeps the others' last times, `complete` once every page
-    has one, and `book_total` adds them up with the HTML build. Pages that ran side by side overlap, so that
-    sum exceeds the wall time: `book_wall` is the wall time
-    of the last grid run that executed every page and built the HTML, and `book_wall_runs_cached` how many of
-    the book's runs its run cache held when it started (`runs_cached`; 0: from empty caches).
-    """
-    path = stage / "timings.json"
-    try:
-        before = json.loads(path.read_text()) if path.is_file() else {}
-        old = before.get("pages", {})
-    except (ValueError, AttributeError):
-        before, old = {}, {}
-    labels = [p.section + (f" [{d}]" if d else "") for p in GRID for d in (p.directions or (None,))]
-    pages = {k: timings.get(k, old.get(k)) for k in labels if k in timings or k in old}
-    if "html" in timings or "html" in old:
-        pages["html"] = timings.get("html", old.get("html"))
-    whole = all(k in timings for k in labels + ["html", "total"])
-    record = {"this_run": timings, "pages": pages, "complete": all(k in pages for k in labels + ["html"]),
-              "book_total": sum(pages.values()), "book_wall": timings["total"] if whole else before.get("book_wall"),
-              "book_wall_runs_cached": runs_cached if whole else before.get("book_wall_runs_cached")}
-    tmp = path.with_suffix(".tmp")
-    stage.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
-
-
-# ------------------------------------------------------------------------------------------ dry run
-
-def plan_grid(profile: str, sections=None, directions=None, output=None) -> dict:
-    """What `run_grid` would do, executing and training nothing: each page's status and why, its runs (each
-    counted on the first page that needs it) cached or missing, and the missing runs' estimated seconds.
-
-    The estimate fits `lesionlib.costs`' run-time model to this build's finished runs (at least three), else
-    takes the committed benchmark of this kind of device; each missing run takes all its epochs at most, and
-    the finished runs' mean share of their epochs as the estimate. A profile of real data whose files are
-    absent is planned on its parameters (`counting_profile`): its runs are counted, none can be cached."""
-    from .cache import RunCache
-    from .experiment import check_samples, counting_profile
-    from .profile import ProfileError, profile_values
-
-    root = project_root()
-    output = Path(output) if output else root
-    values, data_note = profile_values(profile), None
-    try:
-        params = load_params(profile)
-        P = Profile.from_mapping(params)
-        check_samples(P)
-    except (ProfileError, ValueError) as err:
-        if values.get("data_source", "phantom") == "phantom":
-            raise
-        params, P = values, counting_profile(values)
-        data_note = f"{err} — runs counted on the profile's parameters; none can be cached"
-    name = Path(profile_path(profile)).stem
-    stage = output / "_build" / "stage" / name
-    cache, pages, finished, missing = RunCache(P.cache_root()), [], [], []
-    jobs = grid_jobs(sections, directions)
-    before_summary = False
-    for (page, d), runs in zip(jobs, job_runs(P, jobs)):
-        p = dict(params, **({"direction": d} if d else {}))
-        inputs = [f for pattern in page.inputs for f in _input_files(root, pattern.format(profile=name))]
-        status = page_status(stage / page.staged(d), _fingerprint(root / page.notebook, p, inputs))
-        if page.summary and before_summary and status == UP_TO_DATE:
-            status = "a page before it executes"
-        before_summary |= not page.summary and status != UP_TO_DATE
-        done = [r for r in runs if data_note is None and cache.has(r)]
-        finished += done
-        missing += [r for r in runs if not (data_note is None and cache.has(r))]
-        pages.append({"page": page.section + (f" [{d}]" if d else ""), "notebook": page.staged(d), "status": status,
-                      "runs": len(runs), "cached": len(done), "missing": len(runs) - len(done)})
-    seen = len(finished) + len(missing)
-    return {"profile": name, "stage": str(stage), "cache": str(cache.root), "data": data_note, "pages": pages,
-            "runs": seen, "cached": len(finished), "missing": len(missing),
-            "estimate": estimate_training(P, cache, finished, missing, root),
-            "stale": sum(pg["status"] != UP_TO_DATE for pg in pages)}
-
-
-def job_runs(P: Profile, jobs) -> list:
-    """For each (page, direction) job, the distinct training runs it needs that no earlier job does."""
-    from .cache import spec_key
-    from .experiment import FIGURES, unique_runs
-
-    seen, out = set(), []
-    for page, d in jobs:
-        runs = []
-        if page.section in FIGURES:
-            runs = [r for r in unique_runs(FIGURES[page.section](P, d).values()) if spec_key(r) not in seen]
-            seen.update(spec_key(r) for r in runs)
-        out.append(runs)
-    return out
-
-
-def estimate_training(P: Profile, cache, finished: list, missing: list, root: Path) -> dict | None:
-    """Seconds the `missing` runs will train: `lesionlib.costs`' model fitted to the `finished` runs (at least
-    three), else the committed benchmark of this kind of device; None without either."""
-    from .costs import benchmark_coef, finished_rows, fit_run_time, predicted_s, run_size
-
-    rows = finished_rows(cache.result(r) for r in finished)
-    device = next((r["env"]["device"] for r in missing + finished if r.get("env")), "cpu")
-    coef, lanes = fit_run_time(rows), max(1, P.workers)  # runs measured in this build's workers, side by side
-    if coef is not None:
-        source = f"{len(rows)} finished runs of this build in {cache.root}"
-    else:  # a benchmark measured one run at a time on the whole machine (or one GPU)
-        coef, source = benchmark_coef(root, device, P.image_size) or (None, None)
-        lanes = 1
-    if coef is None:
-        return None
-    share = sum(r["epochs_run"] / r["epoch_cap"] for r in rows) / len(rows) if rows else 1.0
-    sizes = [run_size(r) for r in missing]
-    at_most = sum(predicted_s(coef, z["n_train"], z["n_valid"], z["n_scored"], z["epochs"]) for z in sizes)
-    likely = sum(predicted_s(coef, z["n_train"], z["n_valid"], z["n_scored"], max(1, round(share * z["epochs"])))
-                 for z in sizes)
-    return {"train_s": likely, "train_s_all_epochs": at_most, "lanes": lanes, "wall_s": likely / lanes,
-            "epoch_share": share, "from": source, "device": device}
-
-
-def format_plan(plan: dict, brief: bool = False) -> str:
-    """The dry run as a reader wants it: one line per page (`brief`: per page that would execute), then the
-    totals and the estimate."""
-    from .experiment import FIGURES
-
-    width = max(len(pg["page"]) for pg in plan["pages"])
-    lines = [f"profile {plan['profile']}: pages staged in {plan['stage']}, runs cached in {plan['cache']}"]
-    if plan["data"]:
-        lines.append(f"data: {plan['data']}")
-    for pg in plan["pages"]:
-        if brief and pg["status"] == UP_TO_DATE:
-            continue
-        runs = f"{pg['runs']:4d} runs ({pg['cached']} cached, {pg['missing']} to train)" if pg["runs"] else \
-            ("runs: all on pages above" if pg["page"].split()[0] in FIGURES else "")
-        lines.append(f"  {pg['page']:<{width}}  {runs:<36} {pg['status']}")
-    lines.append(f"{len(plan['pages'])} pages ({plan['stale']} to execute); {plan['runs']} distinct training runs: "
-                 f"{plan['cached']} cached, {plan['missing']} to train")
-    e = plan["estimate"]
-    if plan["missing"] and e:
-        epochs = (f"each run taking {e['epoch_share']:.0%} of its epochs as the finished ones did, at most "
-                  f"{_duration(e['train_s_all_epochs'] / e['lanes'])}" if e["epoch_share"] < 1
-                  else "each run taking all its epochs")
-        lines.append(f"estimate: {_duration(e['wall_s'])} of training on {e['device']} in {e['lanes']} lane(s) ({epochs}; "
-                     f"from {e['from']}), plus page execution and the HTML build")
-    elif plan["missing"]:
-        lines.append("estimate: none (no finished runs of this build and no benchmark of this device: `make bench`)")
-    return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    """'754 s (12.6 min)', '3278546 s (37.9 days)': seconds, and the unit a reader plans in."""
-    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds:.0f} s ({seconds / size:.1f} {unit})"
-    return f"{seconds:.0f} s"

@@ -5,7 +5,8 @@ from dataclasses import replace
 import nbformat
 import pytest
 
-from lesionlib.grid import GRID, run_grid
+from lesionlib.grid import run_grid
+from lesionlib.pages import GRID
 from lesionlib.profile import project_root
 
 ROOT = project_root()
@@ -87,7 +88,7 @@ def test_summary_pages_run_again_when_any_other_page_ran_else_stay(tmp_path, mon
     ran = []
     monkeypatch.setattr(grid, "execute_page", lambda src, out, params, root, inputs=(): ran.append(src.stem) or 0.0)
     current = {"fig1_brain_to_lung"}  # every staged page up to date but this one
-    monkeypatch.setattr(grid, "_is_current", lambda out, fp: out.stem not in current)
+    monkeypatch.setattr(grid, "is_current", lambda out, fp: out.stem not in current)
     summary = ["conclusions", "intro", "reproducibility"]
     grid.run_grid("smoke", build=False, output=tmp_path, parallel=parallel)
     assert sorted(ran) == sorted(["fig1"] + summary)
@@ -119,7 +120,7 @@ def test_committed_notebooks_carry_their_smoke_outputs():
 
 
 def test_refreshing_stored_outputs_does_not_invalidate_staged_pages(tmp_path):
-    from lesionlib.grid import _fingerprint
+    from lesionlib.pages import page_fingerprint as _fingerprint
     src = ROOT / "book/data_phantom.ipynb"
     nb = nbformat.read(src, 4)
     for c in nb.cells:
@@ -135,7 +136,8 @@ def test_refreshing_stored_outputs_does_not_invalidate_staged_pages(tmp_path):
 
 def test_pages_run_per_direction_become_one_chapter_each_with_the_direction_in_the_title(tmp_path):
     import yaml
-    from lesionlib.grid import GRID, _title_direction, stage_book
+    from lesionlib.grid import _title_direction, stage_book
+    from lesionlib.pages import GRID
     stage = tmp_path / "stage"
     (stage / "book").mkdir(parents=True)
     fig1 = next(p for p in GRID if p.section == "fig1")
@@ -189,9 +191,9 @@ def test_parallel_pages_run_side_by_side_and_summary_pages_wait_for_all(tmp_path
         return 0.05
 
     monkeypatch.setattr(grid, "execute_page", fake_execute)
-    monkeypatch.setattr(grid, "_is_current", lambda out, fp: False)
+    monkeypatch.setattr(grid, "is_current", lambda out, fp: False)
     grid.run_grid("smoke", build=False, output=tmp_path, parallel=2)
-    summary = {p.notebook.rsplit("/", 1)[-1][:-6] for p in grid.GRID if p.summary}
+    summary = {p.notebook.rsplit("/", 1)[-1][:-6] for p in GRID if p.summary}
     last_other_end = max(i for i, (ev, name, _) in enumerate(log) if ev == "end" and name not in summary)
     first_summary_start = min(i for i, (ev, name, _) in enumerate(log) if ev == "start" and name in summary)
     assert most[0] == 2 and first_summary_start > last_other_end
@@ -214,14 +216,14 @@ def test_timings_keep_every_pages_last_time_and_the_wall_time_of_the_last_whole_
     seconds added up; a resumed grid keeps it and merges its pages' new times."""
     import json
 
-    from lesionlib import grid
+    from lesionlib import pages
 
     labels = [p.section + (f" [{d}]" if d else "") for p in GRID for d in (p.directions or (None,))]
     whole = {**dict.fromkeys(labels, 10.0), "notebooks": 100.0, "html": 5.0, "total": 105.0}
-    grid._record_timings(tmp_path, whole, 0)
+    pages.record_timings(tmp_path, whole, 0)
     rec = json.loads((tmp_path / "timings.json").read_text())
     assert rec["complete"] and rec["book_wall"] == 105.0 and rec["book_total"] == 10.0 * len(labels) + 5.0
-    grid._record_timings(tmp_path, {"fig1 [brain_to_lung]": 30.0, "notebooks": 30.0, "total": 30.0}, 5)
+    pages.record_timings(tmp_path, {"fig1 [brain_to_lung]": 30.0, "notebooks": 30.0, "total": 30.0}, 5)
     rec = json.loads((tmp_path / "timings.json").read_text())
     assert rec["book_wall"] == 105.0 and rec["pages"]["fig1 [brain_to_lung]"] == 30.0  # a resumed grid: kept
     assert rec["book_total"] == 10.0 * len(labels) + 25.0 and rec["this_run"]["total"] == 30.0
@@ -230,7 +232,7 @@ def test_timings_keep_every_pages_last_time_and_the_wall_time_of_the_last_whole_
     from benchmarks.quickbook import book_timings
     tm = book_timings(tmp_path / "timings.json")
     assert tm["total"] == 105.0 and tm["pages added up"] == rec["book_total"]
-    grid._record_timings(tmp_path, dict(whole, total=40.0), 379)  # every page again, every run cached
+    pages.record_timings(tmp_path, dict(whole, total=40.0), 379)  # every page again, every run cached
     tm = book_timings(tmp_path / "timings.json")
     assert "total" not in tm and tm["whole build, warm cache"] == 40.0  # not the book's cost: shown apart
 
@@ -238,7 +240,7 @@ def test_timings_keep_every_pages_last_time_and_the_wall_time_of_the_last_whole_
 def test_the_grid_counts_the_books_runs_already_cached(tmp_path):
     from lesionlib.cache import RunCache
     from lesionlib.experiment import fig1_specs
-    from lesionlib.grid import book_runs_cached
+    from lesionlib.plan import book_runs_cached
     from lesionlib.profile import load_profile
 
     P = replace(load_profile("smoke"), cache_dir=str(tmp_path))
@@ -251,7 +253,7 @@ def test_the_grid_counts_the_books_runs_already_cached(tmp_path):
 
 def test_a_page_reads_every_file_its_input_glob_matches(tmp_path):
     """The appendix shows every benchmarks/results/gpu-*.json: a new or changed one makes it stale."""
-    from lesionlib.grid import _fingerprint, _input_files
+    from lesionlib.pages import input_files as _input_files, page_fingerprint as _fingerprint
 
     (tmp_path / "r").mkdir()
     assert _input_files(tmp_path, "r/gpu-*.json") == []  # no GPU measured yet: nothing to read
@@ -270,7 +272,8 @@ def test_a_page_reads_every_file_its_input_glob_matches(tmp_path):
 def test_dry_run_of_the_smoke_book_finds_it_current_then_prices_a_change(smoke_book, tmp_path, capsys):
     from lesionlib.cache import RunCache
     from lesionlib.experiment import book_runs
-    from lesionlib.grid import UP_TO_DATE, plan_grid
+    from lesionlib.pages import UP_TO_DATE
+    from lesionlib.plan import plan_grid
     from lesionlib.profile import load_profile
 
     out, _ = smoke_book
@@ -317,7 +320,7 @@ def test_dry_run_of_the_paper_profile_without_its_data_counts_its_runs_and_estim
 
 
 def test_a_page_whose_execution_did_not_finish_says_so(tmp_path):
-    from lesionlib.grid import page_status
+    from lesionlib.pages import page_status
 
     nb = nbformat.v4.new_notebook(metadata={"lesionlib": {"fingerprint": {}, "complete": False}})
     nbformat.write(nb, tmp_path / "page.ipynb")

@@ -41,7 +41,7 @@ def test_each_source_takes_only_its_own_flags(tmp_path, capsys):
 def test_grid_lists_its_sections_and_refuses_others(capsys):
     import pytest
 
-    from lesionlib.grid import GRID
+    from lesionlib.pages import GRID
     with pytest.raises(SystemExit):
         main(["grid", "--help"])
     shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the list

@@ -107,13 +107,13 @@ def test_scores_are_computed_from_the_stored_probabilities_when_read(cache_dir):
 
 
 def test_page_fingerprints_follow_the_library(monkeypatch, tmp_path):
-    from lesionlib import grid
+    from lesionlib import pages
     from lesionlib.profile import project_root
     src = project_root() / "book/data_phantom.ipynb"
-    fp = grid._fingerprint(src, {"a": 1})
+    fp = pages.page_fingerprint(src, {"a": 1})
     assert fp["library"]["lesionlib"] == fingerprint.package_code()
-    monkeypatch.setattr(grid, "package_code", lambda: "changed")
-    assert grid._fingerprint(src, {"a": 1}) != fp
+    monkeypatch.setattr(pages, "package_code", lambda: "changed")
+    assert pages.page_fingerprint(src, {"a": 1}) != fp
     # and the package fingerprint itself ignores comments
     pkg = fingerprint.package_sources()
     assert code_fingerprint({**pkg, "cli.py": pkg["cli.py"] + "\n# trailing comment\n"}) == code_fingerprint(pkg)

@@ -93,7 +93,7 @@ LAYERS = [
     {"analysis", "report", "plots", "reference"},
     {"comparisons"},
     {"verdicts", "simulation"},
-    {"grid", "buildlog", "cli", "notebooks", "page", "__main__"},
+    {"grid", "pages", "plan", "buildlog", "cli", "notebooks", "page", "__main__"},
 ]
 
 

@@ -325,7 +325,8 @@ def test_grid_killed_in_the_middle_of_a_notebook_resumes_cleanly(tmp_path, monke
     """SIGKILL the whole grid (its process group: the notebook's kernel too) while a page trains."""
     import signal
 
-    from lesionlib.grid import GRID, run_grid
+    from lesionlib.grid import run_grid
+    from lesionlib.pages import GRID
 
     out, cache_dir = tmp_path / "out", tmp_path / "cache"
     env = {**_pausing_env(tmp_path), "LESIONLIB_CACHE": str(cache_dir)}  # the page's kernel pauses in its 2nd fit
