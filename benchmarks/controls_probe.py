@@ -21,7 +21,8 @@ import pandas as pd
 
 from lesionlib import comparisons
 from lesionlib.dispatch import runner_for
-from lesionlib.experiment import KEY_NAMES, control_profile, controls_specs, data_spec, unique_runs
+from lesionlib.experiment import control_profile, data_spec, unique_runs
+from lesionlib.figures import FIGURES, controls_specs
 from lesionlib.runner import Runner, results_frame
 from lesionlib.profile import load_profile
 
@@ -79,7 +80,7 @@ def main(direction: str, profile: str = DEFAULT, results: Path = RESULTS) -> Pat
                        "seconds_per_seed": {str(k): round(v, 1) for k, v in sorted(cost.items())},
                        "auc": {}, "by_seeds": []}
         print(f"shared = {cond}")
-        fr = results_frame(sub, res, KEY_NAMES["controls"])
+        fr = results_frame(sub, res, FIGURES["controls"].keys)
         print(fr.groupby("arm")[["f2", "auc", "recall", "precision", "epochs", "seconds"]].mean().round(3), flush=True)
         per_seed = fr.pivot_table(index="arm", columns="seed", values="auc")
         print(per_seed.round(3), flush=True)

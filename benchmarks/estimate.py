@@ -1,6 +1,6 @@
 """Section 5: the paper profile's whole grid on one H100, an estimate from FLOPs (nothing is trained).
 
-The runs are lesionlib's own: `experiment.grid_specs` of the profile (every figure, the Controls page,
+The runs are lesionlib's own: `figures.grid_specs` of the profile (every figure, the Controls page,
 both directions), made distinct by `experiment.unique_runs` as the run cache trains them (a run that
 several figures share once, parents included). Each run's training, validation and test images come
 from its spec; every run takes all its epochs (early stopping makes it less: an upper bound), at an
@@ -8,7 +8,8 @@ assumed share of the H100's dense bf16 peak.
 """
 from lesionlib.cache import spec_key
 from lesionlib.costs import run_size
-from lesionlib.experiment import FIGURES, book_runs, counting_profile, grid_specs, unique_runs
+from lesionlib.experiment import unique_runs
+from lesionlib.figures import FIGURES, book_runs, counting_profile, grid_specs
 from lesionlib.profile import Profile, profile_values
 
 from .common import fmt, log, table

@@ -36,7 +36,7 @@ def grid_profile(base: str, cache_dir: str, generic: str, device: str, epochs: i
     """The profile `base` (a name or .yaml path) on phantom data in `cache_dir`, trained in this process on
     `device` (with the profile's `threads` on a CPU) with G from the file `generic`, at most `epochs` epochs;
     optionally another image size, phantom slice size and only the first `seeds` seeds."""
-    from lesionlib.experiment import check_samples
+    from lesionlib.figures import check_samples
     from lesionlib.profile import Profile, profile_values
 
     v = profile_values(base)
@@ -87,7 +87,8 @@ def prepare_data(P, parallel: bool):
 def fig1_order(P) -> list:
     """The distinct runs of Fig 1 (parents first, as `run_all` trains them), seed by seed, so that a run
     cut short by the time budget still has every size and arm of the first seeds."""
-    from lesionlib.experiment import fig1_specs, unique_runs
+    from lesionlib.experiment import unique_runs
+    from lesionlib.figures import fig1_specs
 
     specs = fig1_specs(P, DIRECTION)
     return unique_runs([specs[k] for k in sorted(specs, key=lambda k: k[2])])
@@ -107,7 +108,8 @@ def fig1_grid(P, sync, deadline: float) -> dict:
     """Part c: train Fig 1 of `DIRECTION` run by run through `Runner.ensure` (what `run_all` does in this
     process) under a `PhaseTimer`, starting no run expected to end after `deadline` (perf_counter); then
     `run_all` over every spec (all cached by then) for their results."""
-    from lesionlib.experiment import data_spec, fig1_specs
+    from lesionlib.experiment import data_spec
+    from lesionlib.figures import fig1_specs
     from lesionlib.runner import Runner
 
     runner = Runner(P, log=lambda m: None)
@@ -175,7 +177,7 @@ def projection(rows: list, cap: int, paper: str, epoch_rows: list | None = None)
     fraction of the paper's epochs (also: every epoch, an upper bound; and the epochs measured here).
 
     The fractions come from `epoch_rows` (default `rows`), runs measured under at most `cap` epochs."""
-    from lesionlib.experiment import counting_profile
+    from lesionlib.figures import counting_profile
     from lesionlib.profile import profile_values
 
     from .estimate import estimate_runs, runs_by_kind

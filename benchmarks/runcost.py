@@ -213,7 +213,7 @@ def quick_profile(path, cache_dir: str, epochs: int | None, quick: bool):
 def representative_runs(P, direction: str = "brain_to_lung") -> list[tuple[str, dict, bool]]:
     """(label, spec, pooled) of G, the LesAug source at High, and Base and LesAug at High, parents first;
     `pooled` is False for G, trained once per grid of ~100 runs."""
-    from lesionlib.experiment import arm_spec
+    from lesionlib.arms import arm_spec
     from lesionlib.profile import DIRECTIONS
 
     source, target = DIRECTIONS[direction]

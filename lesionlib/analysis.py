@@ -5,18 +5,20 @@ stored or typed in. The verdicts on the paper's findings are in `lesionlib.verdi
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
-from .experiment import FIGURES, KEY_NAMES
+from .figures import FIGURES
 from .runner import Runner, results_frame
 from .metrics import f2_floor, f2_from_rp
-from .profile import SIZE_NAMES
+from .profile import size_order
 
 
 def figure_runs(runner: Runner, fig: str, direction: str):
     """(specs, results) of one figure and direction, training whatever the cache lacks."""
-    specs = FIGURES[fig](runner.P, direction)
+    specs = FIGURES[fig].specs(runner.P, direction)
     return specs, runner.run_all(specs.values())
 
 
@@ -24,7 +26,28 @@ def figure_frame(runner: Runner, fig: str, direction: str, bootstrap: int | None
     """The per-run results frame of one figure and direction."""
     specs, results = figure_runs(runner, fig, direction)
     n_boot = runner.P.bootstrap if bootstrap is None else bootstrap
-    return results_frame(specs, results, KEY_NAMES[fig], n_boot)
+    return results_frame(specs, results, FIGURES[fig].keys, n_boot)
+
+
+class LesAugGrid(NamedTuple):
+    """Fig 4: LesAug's runs, the LesAgn runs it is measured against, their frame, the F2 grid and the gap."""
+    specs: dict
+    reference: dict
+    frame: pd.DataFrame
+    f2: pd.DataFrame  # mean F2 of LesAug: rows |d_s|, columns |d_t|, in size order
+    gap: pd.DataFrame  # f2 minus LesAgn's mean F2 at the same |d_t| (Fig 1's LesAgn runs)
+
+
+def lesaug_grid(runner: Runner, direction: str) -> LesAugGrid:
+    """Fig 4's grid: LesAug's mean F2 per (source size, target size) and its gap to LesAgn at each target size."""
+    P = runner.P
+    specs = FIGURES["fig4"].specs(P, direction)
+    reference = {k: s for k, s in FIGURES["fig1"].specs(P, direction).items() if k[1] == "lesagn"}
+    frame = results_frame(specs, runner.run_all(specs.values()), FIGURES["fig4"].keys, 0)
+    agn = results_frame(reference, runner.run_all(reference.values()), FIGURES["fig1"].keys, 0)
+    f2 = frame.groupby(["source size", "size"])["f2"].mean().unstack()
+    f2 = f2.loc[size_order(f2.index), size_order(f2.columns)]
+    return LesAugGrid(specs, reference, frame, f2, f2 - agn.groupby("size")["f2"].mean()[f2.columns])
 
 
 def pooled_rp(frame: pd.DataFrame, keys) -> pd.DataFrame:
@@ -42,7 +65,7 @@ def mean_f2(frame: pd.DataFrame, row: str) -> pd.DataFrame:
     """F2 of R and P pooled over seeds (`pooled_rp`), per (row, arm) -> rows x arms (the F2 of a table cell)."""
     g = pooled_rp(frame, [row, "arm"])
     f = pd.Series({k: f2_from_rp(r, p) for k, (r, p) in g.iterrows()}).unstack()
-    order = [s for s in SIZE_NAMES if s in f.index] or sorted(f.index)
+    order = size_order(f.index)
     return f.loc[order]
 
 
@@ -149,7 +172,7 @@ def control_runs(runner: Runner, direction: str) -> pd.DataFrame:
     from .experiment import trained_parent
 
     specs, results = figure_runs(runner, "controls", direction)
-    frame = results_frame(specs, results, KEY_NAMES["controls"])
+    frame = results_frame(specs, results, FIGURES["controls"].keys)
     rows = []
     for (cond, arm, seed), res in zip(specs, results):
         parent = trained_parent(specs[(cond, arm, seed)])

@@ -103,7 +103,7 @@ def _cache_check(args) -> int:
 def _cache_prune(args) -> int:
     """Delete the finished runs that no grid of the named profiles needs (all of them with --dry-run: none)."""
     from .cache import RunCache, spec_key
-    from .experiment import book_runs, check_samples
+    from .figures import book_runs, check_samples
     from .profile import cache_root, load_profile
 
     profiles = [load_profile(name) for name in args.profile]  # one that does not validate deletes nothing

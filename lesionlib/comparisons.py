@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .experiment import ARM_LABELS
+from .arms import arm_of_label, label
 from .metrics import f2_from_rp
 from .profile import DIRECTIONS
 from .runner import THRESHOLD
@@ -310,7 +310,7 @@ def compare_controls(cells: dict, n_boot: int = 1000, seed=0) -> list[dict]:
     adj = holm_signs(auc)
     rows = []
     for (a, b, what), u, v, s in zip(CONTROL_COMPARISONS, auc, f2, adj):
-        rows.append({"comparison": f"{ARM_LABELS[a]} − {ARM_LABELS[b]}", "a win shows": what,
+        rows.append({"comparison": f"{label(a)} − {label(b)}", "a win shows": what,
                      "AUC difference": u.point, "AUC lo": u.lo, "AUC hi": u.hi, "p": u.p,
                      "AUC verdict": sign_verdict(s),
                      "F2 difference": v.point, "lo": v.lo, "hi": v.hi, "verdict": sign_verdict(v.sign),
@@ -405,7 +405,7 @@ def control_power(paths) -> pd.DataFrame:
             if cond.get("auc"):  # the projection from this condition's seeds: where a comparison would hold
                 auc = cond["auc"]
                 for name in POWER_COMPARISONS:
-                    other = {v: k for k, v in ARM_LABELS.items()}[name.split(" − ")[1]]
+                    other = arm_of_label(name.split(" − ")[1])
                     diffs = [auc["lesaug"][s] - auc[other][s] for s in auc["lesaug"]]
                     rows[-1][f"{name}: seeds to hold"] = seeds_to_decide(diffs) if np.mean(diffs) > 0 else None
     return pd.DataFrame(rows)

@@ -1,25 +1,10 @@
-"""The paper's experiment as run specifications (`lesionlib.runner` executes them through the run cache).
+"""Run specifications: the building blocks the arms (`lesionlib.arms`) and figures (`lesionlib.figures`) are
+made of; `lesionlib.runner` executes specifications through the run cache.
 
 Every trained model is described by a nested, JSON-able specification: its data (source, organ,
 sample size, seeds), its training settings and the specification of the model it starts from
-(`init`). The arms of Section 3.1 are then three ways of filling `init`:
-
-* ``base``   -- Learn(d_t):                            init = None (random weights)
-* ``lesagn`` -- Transfer(d_t | Learn(d_g)):            init = G
-* ``lesaug`` -- Transfer(d_t | Transfer(d_s | Learn(d_g))): init = the source model, itself started from G
-* ``lesonly`` -- Transfer(d_t | Learn(d_s)):           init = a source model from random weights (ours,
-  not in the paper: lesion knowledge without G)
-
-and three controls of ours (the Controls page), which LesAug must beat for a win to mean lesion knowledge:
-
-* ``lesshuf`` -- LesAug whose source model learnt the source organ with its labels permuted among its
-  training patients (early stopping still watches true labels): the same images and gradient steps, no
-  label knowledge (separates lesion knowledge from a warm start)
-* ``lesstat`` -- random weights with each parameter tensor's mean and variance of LesAug's source model
-  (Raghu et al. 2019, "Transfusion": separates feature reuse from better-scaled initial weights)
-* ``agnstat`` -- the same with G's statistics
-
-Because a specification contains its parents, the cache key of LesAug changes whenever anything about
+(`init`: None for random weights, G, a source model, or weight statistics of one). Because a
+specification contains its parents, the cache key of LesAug changes whenever anything about
 its source model or G changes, and each source model is trained once and reused by every target run.
 """
 from __future__ import annotations
@@ -29,24 +14,17 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 from .cache import spec_key
 from .config import cores_per
 from .data.lesions import LesionIndex
 from .data.registry import lesion_index
-from .data.splits import SplitError, sample_indices
 from .fingerprint import file_sha256, run_env
 from .device import hardware, precision, resolve_device
-from .profile import DIRECTIONS, LOCAL_CLUSTER_ENV, SIZE_NAMES, Profile, ProfileError
+from .profile import LOCAL_CLUSTER_ENV, Profile
 
 SPEC_VERSION = 2  # the layout of a specification; code, libraries and device are in its `env`
 PREPARED_FILES = ("index.csv", "crops.npz")  # what decides a prepared set's content (meta.json only describes it)
-ARMS = ("base", "lesagn", "lesaug", "lesonly")  # the figures' arms
-PAPER_ARMS = ("base", "lesagn", "lesaug")  # the arms the paper reports; LesOnly is ours
-CONTROL_ARMS = ("base", "lesagn", "lesaug", "lesshuf", "lesstat", "agnstat")  # the Controls page's arms
-ARM_LABELS = {"base": "Base", "lesagn": "LesAgn", "lesaug": "LesAug", "lesonly": "LesOnly",
-              "lesshuf": "LesShuf", "lesstat": "LesStat", "agnstat": "AgnStat"}
 
 
 # --- specifications ----------------------------------------------------------------------------
@@ -164,106 +142,6 @@ def trained_parent(spec: dict) -> dict | None:
     return init["of"] if init is not None and init["role"] == "weight-stats" else init
 
 
-def base(P: Profile, target: str, n_t: int, seed: int, fold=None) -> dict:
-    """Base = Learn(d_t)."""
-    return model_spec(P, "target", target, n_t, seed, None, fold)
-
-
-def lesagn(P: Profile, target: str, n_t: int, seed: int, fold=None) -> dict:
-    """LesAgn = Transfer(d_t | Learn(d_g))."""
-    return model_spec(P, "target", target, n_t, seed, generic_spec(P), fold)
-
-
-def lesaug(P: Profile, source: str, target: str, n_t: int, n_s: int, seed: int, fold=None) -> dict:
-    """LesAug = Transfer(d_t | Transfer(d_s | Learn(d_g)))."""
-    return model_spec(P, "target", target, n_t, seed, source_model(P, source, n_s, seed), fold)
-
-
-def lesonly(P: Profile, source: str, target: str, n_t: int, n_s: int, seed: int, fold=None) -> dict:
-    """LesOnly = Transfer(d_t | Learn(d_s)): lesion knowledge without generic weights (not in the paper)."""
-    return model_spec(P, "target", target, n_t, seed, source_only_model(P, source, n_s, seed), fold)
-
-
-def lesshuf(P: Profile, source: str, target: str, n_t: int, n_s: int, seed: int, fold=None) -> dict:
-    """LesShuf = Transfer(d_t | Transfer(d_s' | G)), d_s' with permuted labels (control)."""
-    return model_spec(P, "target", target, n_t, seed, shuffled_source_model(P, source, n_s, seed), fold)
-
-
-def lesstat(P: Profile, source: str, target: str, n_t: int, n_s: int, seed: int, fold=None) -> dict:
-    """LesStat = Learn(d_t) from random weights scaled like LesAug's source model (control)."""
-    return model_spec(P, "target", target, n_t, seed, weight_stats(source_model(P, source, n_s, seed), seed), fold)
-
-
-def agnstat(P: Profile, target: str, n_t: int, seed: int, fold=None) -> dict:
-    """AgnStat = Learn(d_t) from random weights scaled like G (control)."""
-    return model_spec(P, "target", target, n_t, seed, weight_stats(generic_spec(P), seed), fold)
-
-
-def arm_spec(P: Profile, arm: str, direction: str, n_t: int, n_s: int, seed: int, fold: int | None = None) -> dict:
-    """The specification of one arm for one direction, target size, source size and seed."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTIONS)}")
-    source, target = DIRECTIONS[direction]
-    if arm == "base":
-        return base(P, target, n_t, seed, fold)
-    if arm == "lesagn":
-        return lesagn(P, target, n_t, seed, fold)
-    if arm == "lesaug":
-        return lesaug(P, source, target, n_t, n_s, seed, fold)
-    if arm == "lesonly":
-        return lesonly(P, source, target, n_t, n_s, seed, fold)
-    if arm == "lesshuf":
-        return lesshuf(P, source, target, n_t, n_s, seed, fold)
-    if arm == "lesstat":
-        return lesstat(P, source, target, n_t, n_s, seed, fold)
-    if arm == "agnstat":
-        return agnstat(P, target, n_t, seed, fold)
-    raise ValueError(f"unknown arm {arm!r}; allowed: {', '.join(ARMS + CONTROL_ARMS[3:])}")
-
-
-# --- the figures of Section 5: {key: spec}, the key's first element names the row ----------------
-
-def fig1_specs(P: Profile, direction: str) -> dict:
-    """Fig 1: fixed source size (High), every target size -> {(target size, arm, seed): spec}."""
-    source, target = DIRECTIONS[direction]
-    n_s = P.source_size(source, "High")
-    return {(name, arm, seed): arm_spec(P, arm, direction, P.target_sizes[name], n_s, seed)
-            for name in SIZE_NAMES if name in P.target_sizes for arm in ARMS for seed in P.seeds}
-
-
-def fig2_specs(P: Profile, direction: str) -> dict:
-    """Fig 2: fixed target size (High), every source size -> {(source size, arm, seed): spec}.
-
-    Base and LesAgn do not depend on the source, so every row holds the same two runs (trained once).
-    """
-    source, _ = DIRECTIONS[direction]
-    n_t = P.target_sizes["High"]
-    return {(name, arm, seed): arm_spec(P, arm, direction, n_t, P.source_size(source, name), seed)
-            for name in SIZE_NAMES if name in P.source_sizes[source] for arm in ARMS for seed in P.seeds}
-
-
-def fig3_specs(P: Profile, direction: str) -> dict:
-    """Fig 3: `cv_folds`-fold cross-validation at |d_s| = |d_t| = High -> {(fold, arm, seed): spec}."""
-    source, _ = DIRECTIONS[direction]
-    n_t, n_s = P.target_sizes["High"], P.source_size(source, "High")
-    return {(k, arm, seed): arm_spec(P, arm, direction, n_t, n_s, seed, fold=k)
-            for k in range(P.cv_folds) for arm in ARMS for seed in P.seeds}
-
-
-def fig4_specs(P: Profile, direction: str) -> dict:
-    """Fig 4: the full LesAug grid -> {(target size, source size, seed): spec}."""
-    source, _ = DIRECTIONS[direction]
-    return {(t, s, seed): arm_spec(P, "lesaug", direction, P.target_sizes[t], P.source_size(source, s), seed)
-            for t in SIZE_NAMES if t in P.target_sizes for s in SIZE_NAMES if s in P.source_sizes[source]
-            for seed in P.seeds}
-
-
-def fig5_specs(P: Profile, direction: str) -> dict:
-    """Fig 5: the arms at the smallest target size (VLow), whose loss curves are compared -> {(arm, seed): spec}."""
-    smallest = [s for s in SIZE_NAMES if s in P.target_sizes][-1]
-    return {(arm, seed): spec for (size, arm, seed), spec in fig1_specs(P, direction).items() if size == smallest}
-
-
 def control_profile(P: Profile, shared: float | None) -> Profile:
     """`P` with phantom data sharing `shared` of the malignancy signal between organs (real data: `P`)."""
     if P.data_source != "phantom" or shared is None or float(shared) == float(P.phantom_shared):
@@ -274,51 +152,6 @@ def control_profile(P: Profile, shared: float | None) -> Profile:
 def control_conditions(P: Profile) -> list:
     """The data conditions of the Controls page: each `control_shared` value on phantom data, else one."""
     return [float(s) for s in P.control_shared] if P.data_source == "phantom" else [None]
-
-
-def controls_specs(P: Profile, direction: str) -> dict:
-    """Controls: every control arm at Fig 5's target size (the smallest) and High source size, over
-    `control_seeds` and, on phantom data, each `control_shared` -> {(shared, arm, seed): spec}."""
-    source, _ = DIRECTIONS[direction]
-    smallest = [s for s in SIZE_NAMES if s in P.target_sizes][-1]
-    out = {}
-    for shared in control_conditions(P):
-        Q = control_profile(P, shared)
-        n_t, n_s = Q.target_sizes[smallest], Q.source_size(source, "High")
-        out.update({(shared, arm, seed): arm_spec(Q, arm, direction, n_t, n_s, seed)
-                    for arm in CONTROL_ARMS for seed in P.control_seeds})
-    return out
-
-
-FIGURES = {"fig1": fig1_specs, "fig2": fig2_specs, "fig3": fig3_specs, "fig4": fig4_specs, "fig5": fig5_specs,
-           "controls": controls_specs}
-KEY_NAMES = {"fig1": ("size", "arm", "seed"), "fig2": ("source size", "arm", "seed"), "fig3": ("fold", "arm", "seed"),
-             "fig4": ("size", "source size", "seed"), "fig5": ("arm", "seed"),
-             "controls": ("shared", "arm", "seed")}  # what each part of a key means
-
-
-def grid_specs(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES)) -> dict:
-    """Every figure's specs -> {(figure, direction): {key: spec}}."""
-    return {(f, d): FIGURES[f](P, d) for d in directions for f in figures}
-
-
-def counting_profile(values: dict) -> Profile:
-    """A profile's parameters as a Profile whose grid has the same runs but needs no data files (to count them).
-
-    The runs do not depend on where the data is, so the profile is validated on phantom data (its
-    parameters only: nothing is drawn). One thing does depend on the data: on phantom data the Controls
-    page has one condition per `control_shared` value, on real data one (`control_conditions`). So for
-    a profile of real data `control_shared` keeps only `phantom_shared`, whose condition is the profile.
-    """
-    v = {**values, "data_source": "phantom", "data_dir": None}
-    if values.get("data_source") != "phantom":
-        v["control_shared"] = [Profile.from_mapping(v).phantom_shared]
-    return Profile.from_mapping(v)
-
-
-def book_runs(P: Profile) -> list:
-    """Every distinct training run of the whole book on `P`, parents first."""
-    return unique_runs(s for specs in grid_specs(P).values() for s in specs.values())
 
 
 def _source_params(dspec: dict) -> dict:
@@ -333,62 +166,6 @@ def data_index(P: Profile, organ: str) -> LesionIndex:
     if dspec["source"] == "prepared":
         params["data_dir"] = P.data_dir
     return lesion_index(dspec["source"], organ, **params)
-
-
-def sample_plan(P: Profile, directions=tuple(DIRECTIONS), figures=tuple(FIGURES)) -> list[dict]:
-    """Every training sample of the grid, drawn as the runs will draw it but on labels and patients alone.
-
-    One row per distinct lesion model: the size asked for, and how many lesions it trains on,
-    validates on (early stopping) and is tested on. A draw the data cannot give raises one
-    `ProfileError` naming the parameter at fault, so a profile that passes never fails mid-grid.
-    """
-    specs = [s for fs in grid_specs(P, directions, figures).values() for s in fs.values()]
-    index, rows = {}, []
-    for spec in unique_runs(specs):
-        if spec["role"] == "generic":
-            continue
-        s, organ = spec["sample"], spec["sample"]["data"]["organ"]
-        if organ not in index:
-            index[organ] = data_index(P, organ)
-        ds = index[organ]
-        sizes = "target_sizes" if spec["role"] == "target" else f"source_sizes.{organ}"
-        try:
-            train, valid, test = sample_indices(ds, s, P.valid_frac, spec["seed"])
-        except SplitError as err:
-            key = sizes if err.parameter == "size" else err.parameter
-            hint = f" (or raise phantom_pool.{organ})" if P.data_source == "phantom" and key != "cv_folds" else ""
-            raise ProfileError(f"profile {P.profile!r}: parameter {key!r}: {describe(spec)}: {err}{hint}") from None
-        if len(np.unique(ds.labels[train])) < 2:
-            raise ProfileError(f"profile {P.profile!r}: parameter {sizes!r}: {describe(spec)}: its {len(train)} "
-                               f"training lesions hold one class only; use a larger size")
-        rows.append({"run": describe(spec), "role": spec["role"], "organ": organ, "n": s["n"], "train": len(train),
-                     "valid": len(valid), "test": None if test is None else len(test),
-                     "train malignant": int(ds.labels[train].sum())})
-    return rows
-
-
-_CHECKED: set = set()
-
-
-def check_samples(P: Profile) -> Profile:
-    """`P` once its whole grid's samples are drawn on the data (`sample_plan`; once per process for each
-    profile and data content): a profile that passes never fails mid-grid for lack of lesions.
-
-    Pages (`page.setup`) and the grid call it before any work; `Profile` itself checks parameters only.
-    """
-    from dataclasses import asdict
-
-    from .cache import canonical
-    from .data.store import PreparedSetError
-
-    try:
-        key = canonical([asdict(P)] + [data_spec(P, o) for o in ("brain", "lung")])
-        if key not in _CHECKED:
-            sample_plan(P)
-            _CHECKED.add(key)
-    except PreparedSetError as err:
-        raise ProfileError(f"profile {P.profile!r}: parameter 'data_dir': {err}") from None
-    return P
 
 
 def describe(spec: dict) -> str:

@@ -228,7 +228,7 @@ def run_grid(profile: str, sections=None, directions=None, build: bool = True, f
     root = project_root()
     output = Path(output) if output else root
     params = load_params(profile)  # validates before any work starts: parameters, then every sample on the data
-    from .experiment import check_samples  # (torch: not for `lesionlib grid --help`)
+    from .figures import check_samples  # (torch: not for `lesionlib grid --help`)
 
     P = Profile.from_mapping(params)
     check_samples(P)

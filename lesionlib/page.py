@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .dispatch import runner_for
-from .experiment import check_samples
+from .figures import check_samples
 from .runner import Runner
 from .profile import Profile
 

@@ -24,7 +24,7 @@ def plan_grid(profile: str, sections=None, directions=None, output=None) -> dict
     the finished runs' mean share of their epochs as the estimate. A profile of real data whose files are
     absent is planned on its parameters (`counting_profile`): its runs are counted, none can be cached."""
     from .cache import RunCache
-    from .experiment import check_samples, counting_profile
+    from .figures import check_samples, counting_profile
     from .profile import ProfileError, profile_values
 
     root = project_root()
@@ -66,13 +66,14 @@ def plan_grid(profile: str, sections=None, directions=None, output=None) -> dict
 def job_runs(P: Profile, jobs) -> list:
     """For each (page, direction) job, the distinct training runs it needs that no earlier job does."""
     from .cache import spec_key
-    from .experiment import FIGURES, unique_runs
+    from .experiment import unique_runs
+    from .figures import FIGURES
 
     seen, out = set(), []
     for page, d in jobs:
         runs = []
         if page.section in FIGURES:
-            runs = [r for r in unique_runs(FIGURES[page.section](P, d).values()) if spec_key(r) not in seen]
+            runs = [r for r in unique_runs(FIGURES[page.section].specs(P, d).values()) if spec_key(r) not in seen]
             seen.update(spec_key(r) for r in runs)
         out.append(runs)
     return out
@@ -105,7 +106,7 @@ def estimate_training(P: Profile, cache, finished: list, missing: list, root: Pa
 def format_plan(plan: dict, brief: bool = False) -> str:
     """The dry run as a reader wants it: one line per page (`brief`: per page that would execute), then the
     totals and the estimate."""
-    from .experiment import FIGURES
+    from .figures import FIGURES
 
     width = max(len(pg["page"]) for pg in plan["pages"])
     lines = [f"profile {plan['profile']}: pages staged in {plan['stage']}, runs cached in {plan['cache']}"]
@@ -142,7 +143,7 @@ def _duration(seconds: float) -> str:
 def book_runs_cached(P: Profile) -> int:
     """How many of the training runs of the whole book on `P` are in its run cache already."""
     from .cache import RunCache
-    from .experiment import book_runs
+    from .figures import book_runs
 
     cache = RunCache(P.cache_root())
     return sum(cache.has(s) for s in book_runs(P))

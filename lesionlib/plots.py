@@ -12,16 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from .experiment import ARM_LABELS
-from .profile import SIZE_NAMES
+from .arms import ARMS
+from .profile import size_order
 
-# Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
-ARM_COLORS = {"base": "#999999", "lesagn": "#0072B2", "lesaug": "#D55E00", "lesonly": "#CC79A7",
-              "lesshuf": "#E69F00", "lesstat": "#009E73", "agnstat": "#56B4E9"}
-ARM_MARKERS = {"base": "o", "lesagn": "s", "lesaug": "^", "lesonly": "D", "lesshuf": "v", "lesstat": "P",
-               "agnstat": "X"}
-ARM_HATCH = {"base": "", "lesagn": "//", "lesaug": "", "lesonly": "..", "lesshuf": "xx", "lesstat": "\\\\",
-             "agnstat": "--"}
 PAPER_STYLE = dict(marker="D", color="black", markerfacecolor="white", markeredgewidth=1.4, ms=6, ls="none",
                    zorder=5)
 METRIC_LABELS = {"recall": "Recall (R)", "precision": "Precision (P)", "f2": "F2", "auc": "AUC"}
@@ -30,15 +23,14 @@ ROW_LABELS = {"size": "|d_t|, target training lesions", "source size": "|d_s|, s
 
 def arm_handles(arms, paper: str | None = None) -> list:
     """Legend entries for `arms` (and the paper's marker when `paper` names it)."""
-    out = [Patch(facecolor=ARM_COLORS[a], hatch=ARM_HATCH[a], edgecolor="white", label=ARM_LABELS[a]) for a in arms]
+    out = [Patch(facecolor=ARMS[a].colour, hatch=ARMS[a].hatch, edgecolor="white", label=ARMS[a].label) for a in arms]
     if paper:
         out.append(plt.Line2D([], [], **PAPER_STYLE, label=paper))
     return out
 
 
 def _ordered(values) -> list:
-    present = list(dict.fromkeys(values))
-    return [s for s in SIZE_NAMES if s in present] or sorted(present)
+    return size_order(values)
 
 
 def rp_bars(intervals: pd.DataFrame, row: str, paper: pd.DataFrame | None = None, sizes: dict | None = None,
@@ -57,7 +49,7 @@ def rp_bars(intervals: pd.DataFrame, row: str, paper: pd.DataFrame | None = None
             sub = intervals[(intervals.arm == arm) & (intervals.metric == metric)].set_index(row).reindex(rows)
             x = np.arange(len(rows)) + (j - (len(arms) - 1) / 2) * width
             err = np.vstack([sub["mean"] - sub["lo"], sub["hi"] - sub["mean"]]).clip(min=0)
-            ax.bar(x, sub["mean"], width * 0.92, yerr=err, capsize=2, color=ARM_COLORS[arm], hatch=ARM_HATCH[arm],
+            ax.bar(x, sub["mean"], width * 0.92, yerr=err, capsize=2, color=ARMS[arm].colour, hatch=ARMS[arm].hatch,
                    edgecolor="white", linewidth=0, error_kw=dict(lw=0.9, ecolor="#333333"))
             if paper is not None and (arm, short) in paper.columns:
                 vals = paper[(arm, short)].reindex(rows)
@@ -86,13 +78,13 @@ def fold_ranges(frame: pd.DataFrame, paper: pd.DataFrame | None = None, title: s
     for ax, (metric, short) in zip(axes, (("recall", "R"), ("precision", "P"))):
         for i, arm in enumerate(arms):
             v = frame.loc[frame.arm == arm, metric].to_numpy(float)
-            ax.vlines(i - 0.1, v.min(), v.max(), lw=8, color=ARM_COLORS[arm], alpha=0.35)
-            ax.plot(i - 0.1 + rng.uniform(-0.05, 0.05, len(v)), v, ARM_MARKERS[arm], color=ARM_COLORS[arm], ms=5)
+            ax.vlines(i - 0.1, v.min(), v.max(), lw=8, color=ARMS[arm].colour, alpha=0.35)
+            ax.plot(i - 0.1 + rng.uniform(-0.05, 0.05, len(v)), v, ARMS[arm].marker, color=ARMS[arm].colour, ms=5)
             if paper is not None and arm in paper.index:
                 lo, hi = paper.loc[arm, f"{short} min"], paper.loc[arm, f"{short} max"]
                 ax.vlines(i + 0.18, lo, hi, color="black", lw=1.4)
                 ax.plot([i + 0.18] * 2, [lo, hi], **{**PAPER_STYLE, "marker": "_", "ms": 9})
-        ax.set_xticks(range(len(arms)), [ARM_LABELS[a] for a in arms])
+        ax.set_xticks(range(len(arms)), [ARMS[a].label for a in arms])
         ax.set_title(METRIC_LABELS[metric] + " over folds", fontsize=10)
         ax.set_ylim(-0.02, 1.05)
         ax.grid(axis="y", alpha=0.3)
@@ -145,10 +137,10 @@ def loss_curves(curves: pd.DataFrame, title: str = ""):
     for arm in arms:
         g = curves[curves.arm == arm].groupby("epoch")["normalised"]
         mean, lo, hi, n = g.mean(), g.min(), g.max(), g.size()
-        ax.plot(mean.index, mean.values, marker=ARM_MARKERS[arm], color=ARM_COLORS[arm], ms=4, lw=1.6,
-                label=ARM_LABELS[arm])
+        ax.plot(mean.index, mean.values, marker=ARMS[arm].marker, color=ARMS[arm].colour, ms=4, lw=1.6,
+                label=ARMS[arm].label)
         if n.max() > 1:
-            ax.fill_between(mean.index, lo.values, hi.values, color=ARM_COLORS[arm], alpha=0.18, lw=0)
+            ax.fill_between(mean.index, lo.values, hi.values, color=ARMS[arm].colour, alpha=0.18, lw=0)
     ax.axhline(1.0, color="black", lw=0.6, ls=":")
     ax.set_xlabel("Epochs (0 = before training)")
     ax.set_ylabel("Loss (validation BCE)\n÷ untrained Base's")
@@ -169,9 +161,9 @@ def control_bars(intervals: dict, title: str = ""):
         arms = list(intervals[cond])
         for i, arm in enumerate(arms):
             m, lo, hi = intervals[cond][arm]
-            ax.bar(i, m, 0.8, color=ARM_COLORS[arm], hatch=ARM_HATCH[arm], edgecolor="white", linewidth=0,
+            ax.bar(i, m, 0.8, color=ARMS[arm].colour, hatch=ARMS[arm].hatch, edgecolor="white", linewidth=0,
                    yerr=[[max(m - lo, 0)], [max(hi - m, 0)]], capsize=3, error_kw=dict(lw=0.9, ecolor="#333333"))
-        ax.set_xticks(range(len(arms)), [ARM_LABELS[a] for a in arms], rotation=45, ha="right")
+        ax.set_xticks(range(len(arms)), [ARMS[a].label for a in arms], rotation=45, ha="right")
         ax.set_title("real data" if cond is None else f"phantom_shared = {cond:g}", fontsize=10)
         ax.axhline(0.5, color="#555555", lw=0.9, ls="--")  # no skill
         ax.set_ylim(0.3, 1.02)

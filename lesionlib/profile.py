@@ -23,6 +23,12 @@ DIRECTIONS = {"brain_to_lung": ("brain", "lung"), "lung_to_brain": ("lung", "bra
 SIZE_NAMES = ("High", "Medium", "Low", "VLow")
 
 
+def size_order(names) -> list:
+    """`names` in the paper's size order (High ... VLow); names that are not size names (folds), sorted."""
+    present = set(names)
+    return [s for s in SIZE_NAMES if s in present] or sorted(present)
+
+
 class ProfileError(ValueError):
     """A profile parameter that is missing, unknown or out of range."""
 

@@ -10,9 +10,10 @@ import torch
 
 from . import generic
 from .analysis import arm_intervals, pooled_rp
-from .experiment import ARM_LABELS, ARMS, PAPER_ARMS
+from .arms import arm_names, label
+from .figures import claim_page
 from .metrics import best_arm
-from .profile import DIRECTIONS, SIZE_NAMES, Profile
+from .profile import DIRECTIONS, Profile, size_order
 from .reference import paper_table
 
 
@@ -25,15 +26,15 @@ def arm_table(frame: pd.DataFrame, row: str = "size", decimals: int = 2) -> pd.D
     an artefact of the 0.5 threshold, whatever the rule says.
     """
     g = pooled_rp(frame, [row, "arm"])
-    arms = [a for a in ARMS if a in set(frame["arm"])]
+    arms = [a for a in arm_names("figures") if a in set(frame["arm"])]
     rows = {}
-    for name in [s for s in SIZE_NAMES if s in set(frame[row])] or sorted(set(frame[row])):
+    for name in size_order(frame[row]):
         out = {}
         for arm in arms:
             r, p = g.loc[(name, arm)]
             out[(arm, "R")], out[(arm, "P")] = round(float(r), decimals), round(float(p), decimals)
         pairs = {a: (out[(a, "R")], out[(a, "P")]) for a in arms}
-        out[("best", "")] = best_arm({a: v for a, v in pairs.items() if a in PAPER_ARMS})
+        out[("best", "")] = best_arm({a: v for a, v in pairs.items() if a in arm_names("paper")})
         if "lesonly" in pairs:
             out[("best+", "")] = best_arm(pairs)
         out[("flags", "")] = degenerate_flags(frame[frame[row] == name])
@@ -49,7 +50,7 @@ def degenerate_flags(frame: pd.DataFrame) -> str:
     if "degenerate" not in frame:
         return ""
     bad = frame[frame["degenerate"].astype(bool)]
-    return "; ".join(f"{ARM_LABELS.get(r.arm, r.arm)}: {r.degenerate} (AUC {r.auc:.2f})" for r in bad.itertuples())
+    return "; ".join(f"{label(r.arm)}: {r.degenerate} (AUC {r.auc:.2f})" for r in bad.itertuples())
 
 
 def interval_table(frame: pd.DataFrame, row: str = "size", metric: str = "recall") -> pd.DataFrame:
@@ -59,8 +60,7 @@ def interval_table(frame: pd.DataFrame, row: str = "size", metric: str = "recall
     iv = iv[iv.metric == metric]
     cell = iv.apply(lambda r: f"{r['mean']:.2f} [{r.lo:.2f}, {r.hi:.2f}]", axis=1)
     df = iv.assign(cell=cell).pivot(index=row, columns="arm", values="cell")
-    order = [s for s in SIZE_NAMES if s in df.index] or sorted(df.index)
-    df = df.loc[order, [a for a in ARMS if a in df.columns]].rename(columns=ARM_LABELS)
+    df = df.loc[size_order(df.index), [a for a in arm_names("figures") if a in df.columns]].rename(columns=label)
     df.columns.name = None
     df.index.name = {"size": "|d_t|", "source size": "|d_s|"}.get(row, row)
     return df
@@ -104,7 +104,7 @@ def styled(table: pd.DataFrame, caption: str = ""):
     flags = table[flag_cols[0]] if flag_cols else pd.Series("", index=table.index)
     fmt = {c: "{:.2f}" for c in table.columns if c[-1] in ("R", "P")}
     out = (table.style.apply(bold, axis=1).format(fmt)
-           .format_index(lambda a: ARM_LABELS.get(a, a), axis=1, level=table.columns.nlevels - 2)
+           .format_index(label, axis=1, level=table.columns.nlevels - 2)
            .format_index(lambda r: f"{r} †" if flags.get(r) else r, axis=0))
     if flag_cols:
         out = out.hide(flag_cols, axis="columns")
@@ -198,12 +198,8 @@ def finding_lines(table: pd.DataFrame) -> str:
 
 
 # Where the evidence of each finding is shown (the at-a-glance tables link there).
-CLAIM_PAGES = {"(a)": "fig1", "(b)": "fig1", "(c)": "fig2", "(d)": "fig3", "(e)": "fig5", "(f)": "conclusions",
-               "(g)": "fig2", "(h)": "controls", "(i)": "conclusions"}
-
-
 def _claim_links(letter: str, direction: str) -> str:
-    page = CLAIM_PAGES[letter]
+    page = claim_page(letter)
     return page if page == "conclusions" else f"{page}_{direction}"
 
 
@@ -268,9 +264,8 @@ def interval_text(point: float, lo: float, hi: float, digits: int = 2) -> str:
 def control_line(checks: pd.DataFrame, shared, arm: str, other: str) -> str:
     """One comparison of the Controls page (`comparisons.control_verdicts`): the AUC difference of `arm` minus
     `other` in condition `shared` (it decides), then the F2 difference, each with its 95 % interval and badge."""
-    from .experiment import ARM_LABELS
 
-    match = checks.shared.apply(lambda c: c == shared) & (checks.comparison == f"{ARM_LABELS[arm]} − {ARM_LABELS[other]}")
+    match = checks.shared.apply(lambda c: c == shared) & (checks.comparison == f"{label(arm)} − {label(other)}")
     row = checks[match].iloc[0]
     return (f"AUC {interval_text(row['AUC difference'], row['AUC lo'], row['AUC hi'])} {badge(row['AUC verdict'])} "
             f"(F2 {interval_text(row['F2 difference'], row.lo, row.hi)} {badge(row.verdict)})")

@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .arms import arm_names
 from .comparisons import CONTROL_COMPARISONS, cell_replicates, compare_controls, seed_comparison
 from .profile import DIRECTIONS, SIZE_NAMES
 from .verdicts import Evidence, claim_a, claim_b, claim_c, claim_d, claim_f, claim_g
 
-FIGURE_ARMS = ("base", "lesagn", "lesaug")
+FIGURE_ARMS = arm_names("paper")  # the arms the findings compare
 SIM_CLAIMS = (claim_a, claim_b, claim_c, claim_f, claim_g)
 
 

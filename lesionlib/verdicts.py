@@ -22,7 +22,8 @@ import pandas as pd
 from . import reference
 from .comparisons import (UNDECIDED, Comparison, cell_replicates, gated, holm_signs, paper_replicates,
                           paper_spreads, replicate_comparison, seed_comparison, sign_verdict)
-from .experiment import ARM_LABELS
+from .arms import label
+from .figures import FIGURES
 from .profile import DIRECTIONS, SIZE_NAMES
 from .report import interval_text
 
@@ -319,12 +320,12 @@ def claim_g(ev: Evidence, metric=None) -> dict:
     signs, adj = [c.sign for c in worse.values()], holm_signs(worse.values())
     return _row("(g) with less source data LesAug is sometimes worse than a baseline", ev.direction,
                 some_below(signs, adj),
-                f"{NAMES[m]} LesAug − baseline: " + "; ".join(f"{r} vs {ARM_LABELS[b]} {_fmt(v)}"
+                f"{NAMES[m]} LesAug − baseline: " + "; ".join(f"{r} vs {label(b)} {_fmt(v)}"
                                                              for (r, b), v in worse.items()),
                 "holds if any row below High is below 0 after Holm's adjustment; does not hold if all are above")
 
 
-CLAIMS = (claim_a, claim_b, claim_c, claim_d, claim_f, claim_g)
+CLAIMS = {"(a)": claim_a, "(b)": claim_b, "(c)": claim_c, "(d)": claim_d, "(f)": claim_f, "(g)": claim_g}
 
 
 def findings(ev: Evidence) -> list[dict]:
@@ -345,9 +346,10 @@ def findings(ev: Evidence) -> list[dict]:
             + both(claim_g) + seed(seed_h))
 
 
-# The findings each figure page states, read from that figure's runs alone ((e) and (h) read the Controls
-# runs, (f) and (i) two figures or two directions: the Conclusions page states those).
-FIGURE_CLAIMS = {"fig1": (claim_a, claim_b), "fig2": (claim_c, claim_g), "fig3": (claim_d,)}
+def figure_claims(fig: str) -> tuple:
+    """The rules of the findings a figure's page states from that figure's runs alone (`Figure.claims`; (e) and
+    (h) are decided on seeds, (f) and (i) on two figures or two directions: the Conclusions page states those)."""
+    return tuple(CLAIMS[c] for c in FIGURES[fig].claims if c in CLAIMS)
 
 
 def figure_verdicts(runner, fig: str, direction: str, n_boot: int = 1000) -> pd.DataFrame:
@@ -361,7 +363,7 @@ def figure_verdicts(runner, fig: str, direction: str, n_boot: int = 1000) -> pd.
     ev = run_evidence(runner, direction, n_boot, figs=(fig,))
     pev = paper_evidence(direction, reference.reported(), 2000)
     rows = []
-    for c in FIGURE_CLAIMS[fig]:
+    for c in figure_claims(fig):
         o, p = c(ev), c(pev)
         if o is None:
             continue

@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the checkout, not a
 
 from benchmarks import runcost  # noqa: E402
 from benchmarks.estimate import estimate_runs  # noqa: E402
-from lesionlib.experiment import counting_profile  # noqa: E402
+from lesionlib.figures import counting_profile  # noqa: E402
 from benchmarks.gpu_grid import combine, epoch_fractions, fit_run_time, project_runs, projection  # noqa: E402
 from lesionlib.profile import profile_values  # noqa: E402
 

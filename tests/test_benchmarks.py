@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the checkout, not an installed package
 
 from benchmarks.estimate import estimate_runs, paper_estimate  # noqa: E402
-from lesionlib.experiment import counting_profile  # noqa: E402
-from lesionlib.experiment import grid_specs, unique_runs  # noqa: E402
+from lesionlib.experiment import unique_runs  # noqa: E402
+from lesionlib.figures import counting_profile, grid_specs  # noqa: E402
 from lesionlib.profile import Profile, profile_values  # noqa: E402
 
 FLOPS = {"train": 3.0, "forward": 1.0}  # per image: the counts are what is tested, not DenseNet's FLOPs

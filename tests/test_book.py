@@ -239,7 +239,7 @@ def test_timings_keep_every_pages_last_time_and_the_wall_time_of_the_last_whole_
 
 def test_the_grid_counts_the_books_runs_already_cached(tmp_path):
     from lesionlib.cache import RunCache
-    from lesionlib.experiment import fig1_specs
+    from lesionlib.figures import fig1_specs
     from lesionlib.plan import book_runs_cached
     from lesionlib.profile import load_profile
 
@@ -271,7 +271,7 @@ def test_a_page_reads_every_file_its_input_glob_matches(tmp_path):
 
 def test_dry_run_of_the_smoke_book_finds_it_current_then_prices_a_change(smoke_book, tmp_path, capsys):
     from lesionlib.cache import RunCache
-    from lesionlib.experiment import book_runs
+    from lesionlib.figures import book_runs
     from lesionlib.pages import UP_TO_DATE
     from lesionlib.plan import plan_grid
     from lesionlib.profile import load_profile
@@ -306,7 +306,7 @@ def test_dry_run_of_the_smoke_book_finds_it_current_then_prices_a_change(smoke_b
 
 def test_dry_run_of_the_paper_profile_without_its_data_counts_its_runs_and_estimates_them(tmp_path, capsys):
     from lesionlib.cli import main
-    from lesionlib.experiment import book_runs, counting_profile
+    from lesionlib.figures import book_runs, counting_profile
     from lesionlib.profile import profile_values
 
     runs = len(book_runs(counting_profile(profile_values("paper"))))

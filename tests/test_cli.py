@@ -76,7 +76,7 @@ def test_error_hints_name_the_folder_to_write_once(tmp_path):
 
 def test_cache_prune_deletes_only_runs_no_named_profile_needs(tmp_path, capsys):
     from lesionlib.cache import spec_key
-    from lesionlib.experiment import book_runs
+    from lesionlib.figures import book_runs
     from lesionlib.profile import load_profile
     runs = tmp_path / "runs"
     needed = spec_key(book_runs(load_profile("smoke"))[0])

@@ -12,7 +12,8 @@ import torch
 
 from lesionlib.cache import RunCache
 from lesionlib.dispatch import runner_for
-from lesionlib.experiment import fig1_specs, unique_runs
+from lesionlib.experiment import unique_runs
+from lesionlib.figures import fig1_specs
 from lesionlib.runner import Runner
 
 from test_experiment import tiny_profile

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from lesionlib.cache import spec_key
-from lesionlib.experiment import arm_spec, check_samples, fig1_specs, trained_parent, unique_runs
+from lesionlib.arms import arm_spec
+from lesionlib.experiment import trained_parent, unique_runs
+from lesionlib.figures import check_samples, fig1_specs
 from lesionlib.runner import Runner, results_frame
 from lesionlib.metrics import recall_precision
 from lesionlib.profile import Profile, ProfileError, load_params, load_profile, profile_path
@@ -146,11 +148,11 @@ def test_spec_key_changes_with_anything_that_changes_the_model(cache_dir):
 
 
 def test_figure_grids_share_runs_and_count_as_the_paper_describes(cache_dir):
-    from lesionlib.experiment import FIGURES, grid_specs
+    from lesionlib.figures import FIGURES, grid_specs
 
     P = replace(load_profile("quick"), cache_dir=str(cache_dir))
     d = "brain_to_lung"
-    f1, f2, f3, f4, f5 = (FIGURES[f](P, d) for f in ("fig1", "fig2", "fig3", "fig4", "fig5"))
+    f1, f2, f3, f4, f5 = (FIGURES[f].specs(P, d) for f in ("fig1", "fig2", "fig3", "fig4", "fig5"))
     S = len(P.seeds)
     assert S == 3 and len(f1) == 4 * 4 * S and len(f2) == 4 * 4 * S and len(f3) == P.cv_folds * 4 * S
     assert len(f4) == 16 * S and len(f5) == 4 * S
@@ -179,7 +181,7 @@ def test_figure_grids_share_runs_and_count_as_the_paper_describes(cache_dir):
 
 def test_cross_validation_folds_are_patient_disjoint_and_cover_the_sample(cache_dir):
     import numpy as np
-    from lesionlib.experiment import fig3_specs
+    from lesionlib.figures import fig3_specs
 
     P = replace(tiny_profile(cache_dir), target_sizes={"High": 16}, phantom_pool={"brain": 28, "lung": 28})
     r = Runner(P, log=lambda m: None)
@@ -210,7 +212,8 @@ def test_prepared_data_must_hold_the_test_set_and_the_largest_training_size(tmp_
 
 
 def test_control_arms_start_where_they_should(cache_dir):
-    from lesionlib.experiment import controls_specs, describe, trained_parent
+    from lesionlib.experiment import describe, trained_parent
+    from lesionlib.figures import controls_specs
     P = replace(tiny_profile(cache_dir), control_seeds=[0, 1], control_shared=[1.0, 0.0])
     lesaug = arm_spec(P, "lesaug", "brain_to_lung", 12, 16, 0)
     lesshuf = arm_spec(P, "lesshuf", "brain_to_lung", 12, 16, 0)
@@ -251,7 +254,7 @@ def test_shuffled_source_permutes_only_its_labels(cache_dir):
 def test_the_paper_grid_is_counted_with_one_controls_condition_on_real_data():
     """counting_profile needs no data files, yet counts the Controls page as real data makes it: one
     condition, where phantom data has one per `control_shared` value."""
-    from lesionlib.experiment import book_runs, controls_specs, counting_profile
+    from lesionlib.figures import book_runs, controls_specs, counting_profile
     from lesionlib.profile import profile_values
 
     raw = profile_values(str(profile_path("paper")))
@@ -313,7 +316,8 @@ def test_the_grid_and_its_pages_name_the_same_runs_when_the_grid_starts_the_clus
     import torch
 
     from lesionlib.config import cores_per
-    from lesionlib.experiment import book_runs, training_threads
+    from lesionlib.experiment import training_threads
+    from lesionlib.figures import book_runs
     from lesionlib.profile import load_profile
     monkeypatch.delenv("LESIONLIB_SCHEDULER", raising=False)
     monkeypatch.delenv("LESIONLIB_LOCAL_CLUSTER", raising=False)

@@ -6,7 +6,8 @@ import pytest
 
 from lesionlib import fingerprint
 from lesionlib.cache import RunCache, spec_key
-from lesionlib.experiment import arm_spec, data_spec, env_spec
+from lesionlib.arms import arm_spec
+from lesionlib.experiment import data_spec, env_spec
 from lesionlib.runner import Runner, check_env, scored
 from lesionlib.fingerprint import code_fingerprint, training_sources
 

@@ -87,7 +87,7 @@ LAYERS = [
     {"data", "fixtures"},  # and every module below them
     {"device", "learner", "trainstep", "generic", "metrics", "cache"},
     {"profile"},
-    {"experiment"},
+    {"experiment", "arms", "figures"},
     {"runner"},
     {"dispatch"},
     {"analysis", "report", "plots", "reference"},
@@ -139,7 +139,7 @@ def test_a_page_whose_runs_are_finished_loads_no_fastai(tmp_path):
     code = f"""
 import sys
 from lesionlib import analysis, page, plots, report, verdicts  # a figure page's imports
-from lesionlib.experiment import arm_spec
+from lesionlib.arms import arm_spec
 from lesionlib.profile import Profile, profile_values
 from lesionlib.runner import Runner
 P = Profile.from_mapping({{**profile_values("smoke"), "cache_dir": {str(tmp_path)!r}}})

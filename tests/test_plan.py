@@ -9,7 +9,7 @@ import yaml
 
 from lesionlib.data.splits import _patient_order, patient_split
 from lesionlib.data.lesions import LesionIndex
-from lesionlib.experiment import check_samples, sample_plan
+from lesionlib.figures import check_samples, sample_plan
 from lesionlib.profile import Profile, ProfileError, profile_path
 
 

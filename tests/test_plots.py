@@ -9,7 +9,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lesionlib import analysis, plots  # noqa: E402
-from lesionlib.experiment import ARM_LABELS, ARMS, CONTROL_ARMS  # noqa: E402
+from lesionlib.arms import ARMS as REGISTRY, arm_names  # noqa: E402
+
+ARMS, CONTROL_ARMS = arm_names("figures"), arm_names("controls")
 from lesionlib.reference import paper_ranges, paper_table  # noqa: E402
 
 
@@ -25,9 +27,10 @@ def _bar_colours(ax):
 
 
 def test_every_arm_has_a_distinct_colour_marker_and_label():
-    arms = set(ARMS) | set(CONTROL_ARMS)
-    assert arms <= set(plots.ARM_COLORS) and arms <= set(plots.ARM_MARKERS) and arms <= set(ARM_LABELS)
-    assert len({plots.ARM_COLORS[a] for a in arms}) == len(arms)
+    arms = list(REGISTRY.values())
+    assert len({a.colour.lower() for a in arms}) == len(arms)
+    assert len({a.marker for a in arms}) == len(arms)
+    assert len({a.label for a in arms}) == len(arms)
 
 
 def test_rp_bars_draws_each_arm_and_the_papers_values():
@@ -38,7 +41,7 @@ def test_rp_bars_draws_each_arm_and_the_papers_values():
     fig = plots.rp_bars(iv, "size", paper, sizes={"High": 80, "VLow": 33})
     r_ax, p_ax = fig.axes
     assert len(r_ax.patches) == len(ARMS) * 2  # one bar per arm per row
-    assert _bar_colours(r_ax) == {plots.ARM_COLORS[a].lower() for a in ARMS}
+    assert _bar_colours(r_ax) == {REGISTRY[a].colour.lower() for a in ARMS}
     diamonds = [ln for ln in r_ax.lines if ln.get_marker() == "D"]
     assert len(diamonds) == 3  # the paper's three arms
     base = [ln for ln in diamonds if np.allclose(ln.get_ydata(), paper[("base", "R")].loc[["High", "VLow"]])]
@@ -73,7 +76,7 @@ def test_control_bars_one_panel_per_condition():
     iv = {c: {a: (0.5, 0.4, 0.6) for a in CONTROL_ARMS} for c in (1.0, 0.0)}
     fig = plots.control_bars(iv)
     assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == ["phantom_shared = 1", "phantom_shared = 0"]
-    assert _bar_colours(fig.axes[0]) == {plots.ARM_COLORS[a].lower() for a in CONTROL_ARMS}
+    assert _bar_colours(fig.axes[0]) == {REGISTRY[a].colour.lower() for a in CONTROL_ARMS}
 
 
 @pytest.fixture(autouse=True)

@@ -148,7 +148,7 @@ def test_same_seed_gives_identical_predictions_other_seed_differs(one_thread):
 # (what is under test is the kill and the resume, not the training), three cheap specs.
 SETUP = """
 import dataclasses
-from lesionlib.experiment import fig1_specs
+from lesionlib.figures import fig1_specs
 from lesionlib.runner import Runner
 from lesionlib.profile import load_profile
 P = dataclasses.replace(load_profile("smoke"), cache_dir=CACHE, arch="test_densenet")

@@ -232,7 +232,7 @@ def test_f2_from_counts_needs_no_precision():
 
 
 def test_a_figure_page_states_its_own_findings_beside_the_papers():
-    """`figure_verdicts` decides exactly the findings FIGURE_CLAIMS gives a figure, from that figure's runs, with
+    """`figure_verdicts` decides exactly the findings `Figure.claims` gives a figure, from that figure's runs, with
     the F2 verdict beside, and the paper's column is the same rule on the paper's numbers."""
     paper = V.paper_verdicts(reference.reported())
     ev = evidence({"High": 0.95, "VLow": 0.9}, {"High": 0.6, "VLow": 0.55})
@@ -245,8 +245,8 @@ def test_a_figure_page_states_its_own_findings_beside_the_papers():
         for fig, letters in (("fig1", ["(a)", "(b)"]), ("fig2", ["(c)", "(g)"])):
             got = V.figure_verdicts(FakeRunner(), fig, "brain_to_lung", 200)
             assert [c[:3] for c in got.claim] == letters
-            assert list(got.ours) == [c(ev)["verdict"] for c in V.FIGURE_CLAIMS[fig]]
-            assert list(got["ours F2"]) == [c(ev, "f2")["verdict"] for c in V.FIGURE_CLAIMS[fig]]
+            assert list(got.ours) == [c(ev)["verdict"] for c in V.figure_claims(fig)]
+            assert list(got["ours F2"]) == [c(ev, "f2")["verdict"] for c in V.figure_claims(fig)]
             if fig == "fig1":
                 assert got.ours.iloc[0] == "holds"  # (a): LesAug far better in both rows
             want = paper[paper.direction == "brain_to_lung"].set_index("claim").verdict
