@@ -37,7 +37,7 @@ BOTH = tuple(DIRECTIONS)
 
 
 GRID = (
-    Page("method", "book/method.ipynb"),
+    Page("method", "book/method.ipynb", inputs=("benchmarks/results/controls-*.json",)),  # the measured power
     Page("data", "book/data_phantom.ipynb"),
     Page("brain", "book/data_brain.ipynb"),
     Page("lung", "book/data_lung.ipynb"),

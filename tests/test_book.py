@@ -357,3 +357,14 @@ def test_a_quiet_build_prints_one_line_per_page_and_logs_the_rest_then_shows_whe
     run_grid("smoke", sections=["method", "data"], build=False, output=out, quiet=True)
     again = capfd.readouterr().err.splitlines()
     assert [line.split(" · ")[0] for line in again[1:]] == ["[1/2] method: up to date", "[2/2] data: up to date"]
+
+
+def test_the_method_page_is_executed_again_when_a_controls_probe_file_it_shows_changes():
+    """The Method page tabulates every benchmarks/results/controls-*.json: they are its inputs (a new probe
+    file left the staged page 'up to date', showing the old table)."""
+    from lesionlib.pages import input_files
+
+    method = next(p for p in GRID if p.section == "method")
+    files = [f for pattern in method.inputs for f in input_files(ROOT, pattern)]
+    assert files
+    assert sorted(files) == sorted((ROOT / "benchmarks" / "results").glob("controls-*.json"))

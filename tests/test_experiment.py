@@ -301,7 +301,7 @@ def test_the_named_variants_of_quick_change_only_what_they_say():
     gpu = load_profile("quick-gpu")
     changed = {k for k in Profile.keys() if getattr(gpu, k) != getattr(quick, k)}
     assert changed == {"profile", "image_size", "epochs", "patience", "source_sizes", "phantom_pool", "control_seeds"}
-    assert gpu.control_seeds == list(range(12))
+    assert gpu.control_seeds == list(range(7))
     for organ in ("brain", "lung"):  # the paper's ratios between source sizes, at 3x quick's
         assert {k: v / gpu.source_sizes[organ]["High"] for k, v in gpu.source_sizes[organ].items()} == pytest.approx({
             k: v / quick.source_sizes[organ]["High"] for k, v in quick.source_sizes[organ].items()}, abs=0.02)
